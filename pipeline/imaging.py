@@ -1,0 +1,44 @@
+"""Decode and resize source JPEGs with PIL: the converter's per-image work, free of TensorFlow.
+
+Kept apart so the converter's worker processes start in a fraction of a second instead of
+importing TensorFlow each.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.errors import DataError
+
+GRAYSCALE_MODES = ("L", "LA", "1", "I", "I;16", "F")
+
+
+def open_rgb(data: bytes, where: str) -> tuple[Image.Image, str]:
+    """The image as RGB and its source mode ("L" for grayscale); DataError if unreadable."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{where}: unreadable or corrupt image ({error})") from None
+    mode = image.mode
+    if mode != "RGB":
+        image = image.convert("RGB")  # grayscale, CMYK and palette images all become RGB
+    return image, mode
+
+
+def resize(image: Image.Image, resolution: int) -> Image.Image:
+    """Square `resolution` px with PIL's antialiasing (Lanczos) filter; a no-op at the source size."""
+    if image.size == (resolution, resolution):
+        return image
+    return image.resize((resolution, resolution), Image.LANCZOS)
+
+
+def encode(image: Image.Image, encoding: str) -> bytes:
+    if encoding == "raw":
+        return np.asarray(image, dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()

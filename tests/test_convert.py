@@ -1,0 +1,297 @@
+"""The converter: counts, labels, filenames, grayscale handling, resume and every bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from pipeline import manifest as manifests
+from pipeline import records
+from pipeline.errors import DataError
+from tools import convert, make_synthetic, verify
+
+
+def read_split(folder: str, resolution: int, split: str) -> dict[str, np.ndarray]:
+    manifest = manifests.load(folder, resolution)
+    paths = manifests.shard_paths(folder, resolution, manifest, split)
+    batch = next(iter(tf.data.TFRecordDataset(paths).batch(100_000)))
+    parsed = records.parse_batch(batch)
+    images = records.decode_images(parsed["image"], manifest["encoding"], resolution)
+    return {"image": images.numpy(), "label": parsed["label"].numpy(),
+            "filename": np.array([f.decode() for f in parsed["filename"].numpy()]), "bbox": parsed["bbox"].numpy()}
+
+
+def test_counts_per_split_and_resolution(converted):
+    out, result, info = converted
+    for resolution in (32, 64):
+        manifest = result[resolution]
+        assert manifest["complete"] and manifest["resolution"] == resolution
+        for split in ("train", "val", "test"):
+            assert manifest["splits"][split]["num_examples"] == info[split]
+            data = read_split(out, resolution, split)
+            assert len(data["label"]) == info[split]
+            assert data["image"].shape[1:] == (resolution, resolution, 3)
+            assert sum(s["num_examples"] for s in manifest["splits"][split]["shards"]) == info[split]
+        assert [c["wnid"] for c in manifest["classes"]] == info["wnids"]
+        assert manifest["classes"][0]["words"].startswith("synthetic ")
+
+
+def test_labels_match_wnids_and_filenames_map_back(converted):
+    out, result, info = converted
+    data = read_split(out, 64, "train")
+    for label, name in zip(data["label"], data["filename"]):
+        assert name.startswith(info["wnids"][label] + "_"), (label, name)
+    with zipfile.ZipFile(_zip_of(converted)) as z:
+        names = {n.rsplit("/", 1)[-1] for n in z.namelist()}
+    assert set(data["filename"]) <= names
+    val = read_split(out, 32, "val")
+    assert set(val["label"]) == set(range(len(info["wnids"])))
+    test = read_split(out, 32, "test")
+    assert set(test["label"]) == {-1}
+
+
+def _zip_of(converted):
+    return converted[1][32]["source"]["location"]
+
+
+def test_train_val_test_never_share_a_filename(converted):
+    out = converted[0]
+    names = {s: set(read_split(out, 32, s)["filename"]) for s in ("train", "val", "test")}
+    assert not names["train"] & names["val"]
+    assert not names["train"] & names["test"]
+    assert not names["val"] & names["test"]
+
+
+def test_64px_raw_is_the_source_pixels_and_grayscale_comes_out_rgb(converted):
+    out, result, info = converted
+    data = read_split(out, 64, "train")
+    with zipfile.ZipFile(_zip_of(converted)) as z:
+        by_name = {n.rsplit("/", 1)[-1]: n for n in z.namelist()}
+        gray = sorted(n for n in info["grayscale"] if n in set(data["filename"]))
+        assert gray, "the fixture must contain grayscale train images"
+        for name in gray[:3]:
+            source = Image.open(io.BytesIO(z.read(by_name[name])))
+            assert source.mode == "L"
+            index = list(data["filename"]).index(name)
+            image = data["image"][index]
+            np.testing.assert_array_equal(image[..., 0], np.asarray(source))
+            np.testing.assert_array_equal(image[..., 0], image[..., 2])
+    expected_gray = {s: len([n for n in info["grayscale"] if n in set(read_split(out, 32, s)["filename"])])
+                     for s in ("train", "val", "test")}
+    assert result[64]["grayscale_sources"] == expected_gray
+
+
+def test_boxes_are_normalised_from_the_boxes_files(converted):
+    data = read_split(converted[0], 32, "val")
+    with zipfile.ZipFile(_zip_of(converted)) as z:
+        lines = z.read("tiny-imagenet-200/val/val_annotations.txt").decode().split("\n")
+    boxes = {f[0]: [int(v) for v in f[2:6]] for f in (line.split("\t") for line in lines if line)}
+    for name, box in zip(data["filename"], data["bbox"]):
+        x0, y0, x1, y1 = boxes[name]
+        np.testing.assert_allclose(box, [x0 / 64, y0 / 64, (x1 + 1) / 64, (y1 + 1) / 64], rtol=1e-6)
+
+
+def test_mean_and_std_equal_numpy_on_the_train_split(converted):
+    out, result, _ = converted
+    pixels = read_split(out, 32, "train")["image"].reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(result[32]["mean"], pixels.mean(0), atol=1e-3)
+    np.testing.assert_allclose(result[32]["std"], pixels.std(0), atol=1e-3)
+
+
+def test_train_is_shuffled_across_shards_deterministically(converted):
+    out = converted[0]
+    manifest = manifests.load(out, 32)
+    first = manifests.shard_paths(out, 32, manifest, "train")[0]
+    labels = [records.parse_batch(b)["label"].numpy() for b in tf.data.TFRecordDataset(first).batch(1000)][0]
+    assert len(set(labels)) > 2  # classes are mixed, not one class per shard
+
+
+def test_class_subset_relabels_and_filters_val(synthetic_zip, tmp_path):
+    path, info = synthetic_zip
+    result = convert.convert(path, str(tmp_path), [32], classes="2", workers=1, show_progress=False)[32]
+    assert [c["wnid"] for c in result["classes"]] == info["wnids"][:2]
+    assert result["splits"]["train"]["num_examples"] == 60
+    assert result["splits"]["val"]["num_examples"] == 10
+    assert set(read_split(str(tmp_path), 32, "val")["label"]) == {0, 1}
+    named = convert.convert(path, str(tmp_path / "named"), [32], classes=f"{info['wnids'][4]},{info['wnids'][1]}",
+                            workers=1, show_progress=False)[32]
+    assert [c["wnid"] for c in named["classes"]] == [info["wnids"][1], info["wnids"][4]]
+
+
+def test_jpeg_encoding_copies_64px_sources_byte_for_byte(synthetic_zip, tmp_path):
+    path, _ = synthetic_zip
+    convert.convert(path, str(tmp_path), [64], encoding="jpeg", classes="1", workers=2, show_progress=False)
+    manifest = manifests.load(str(tmp_path), 64)
+    batch = next(iter(tf.data.TFRecordDataset(manifests.shard_paths(str(tmp_path), 64, manifest, "train")).batch(99)))
+    parsed = records.parse_batch(batch)
+    with zipfile.ZipFile(path) as z:
+        for data, name in zip(parsed["image"].numpy()[:5], parsed["filename"].numpy()[:5]):
+            wnid = name.decode().split("_")[0]
+            assert data == z.read(f"tiny-imagenet-200/train/{wnid}/images/{name.decode()}")
+
+
+def _digests(folder):
+    return {name: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()
+            for name in sorted(os.listdir(folder)) if name.endswith(".tfrecord")}
+
+
+def test_resume_after_interruption_gives_identical_shards(synthetic_zip, tmp_path, monkeypatch):
+    path, _ = synthetic_zip
+    clean, broken = str(tmp_path / "clean"), str(tmp_path / "broken")
+    convert.convert(path, clean, [32], shards_per_split=4, workers=1, show_progress=False)
+    real_write = convert.write_shard
+    calls = {"n": 0}
+
+    def dying_write(target, examples):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the disconnect hits mid-shard: a temporary file is left behind
+            with open(os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".tmp"), "wb") as f:
+                f.write(b"half a shard")
+            raise KeyboardInterrupt
+        return real_write(target, examples)
+
+    monkeypatch.setattr(convert, "write_shard", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        convert.convert(path, broken, [32], shards_per_split=4, workers=1, show_progress=False)
+    partial = manifests.read_json(os.path.join(broken, "32px", "manifest.json"))
+    assert partial["complete"] is False and len(partial["splits"]["train"]["shards"]) == 2
+    with pytest.raises(DataError, match="unfinished"):
+        manifests.load(broken, 32)
+    written = []
+    monkeypatch.setattr(convert, "write_shard", lambda t, e: written.append(os.path.basename(t)) or real_write(t, e))
+    convert.convert(path, broken, [32], shards_per_split=4, workers=1, show_progress=False)
+    assert "train-00000-of-00004.tfrecord" not in written and "train-00002-of-00004.tfrecord" in written
+    assert _digests(os.path.join(broken, "32px")) == _digests(os.path.join(clean, "32px"))
+    assert manifests.load(broken, 32)["mean"] == manifests.load(clean, 32)["mean"]
+
+
+def test_a_damaged_shard_is_rewritten_on_rerun(synthetic_zip, tmp_path):
+    path, _ = synthetic_zip
+    convert.convert(path, str(tmp_path), [32], shards_per_split=2, workers=1, show_progress=False)
+    before = _digests(str(tmp_path / "32px"))
+    with open(tmp_path / "32px" / "val-00001-of-00002.tfrecord", "r+b") as handle:
+        handle.seek(50)
+        handle.write(b"\x00\x01\x02")
+    assert any("val-00001" in b for b in verify.verify(str(tmp_path), report=lambda *_: None))
+    convert.convert(path, str(tmp_path), [32], shards_per_split=2, workers=1, show_progress=False)
+    assert _digests(str(tmp_path / "32px")) == before
+    assert verify.verify(str(tmp_path), report=lambda *_: None) == []
+
+
+def test_verify_names_a_truncated_shard(converted, tmp_path):
+    copy = str(tmp_path / "copy")
+    shutil.copytree(converted[0], copy)
+    target = os.path.join(copy, "64px", "train-00001-of-00003.tfrecord")
+    with open(target, "r+b") as handle:
+        handle.truncate(os.path.getsize(target) // 2)
+    bad = verify.verify(copy, report=lambda *_: None)
+    assert len(bad) == 1 and "train-00001-of-00003" in bad[0]
+    assert verify.main([copy]) == 1
+
+
+# -- bad input ------------------------------------------------------------------------------------------
+def test_not_a_zip(tmp_path):
+    bogus = tmp_path / "tiny.zip"
+    bogus.write_bytes(b"this is not a zip")
+    with pytest.raises(DataError, match=r"tiny\.zip: not a zip"):
+        convert.convert(str(bogus), str(tmp_path / "out"), [32], show_progress=False)
+
+
+def test_folder_without_wnids(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no wnids.txt"):
+        convert.convert(str(tmp_path / "empty"), str(tmp_path / "out"), [32], show_progress=False)
+
+
+def test_unpacked_folder_converts_like_the_zip(synthetic_zip, tmp_path):
+    with zipfile.ZipFile(synthetic_zip[0]) as z:
+        z.extractall(tmp_path / "unpacked")
+    result = convert.convert(str(tmp_path / "unpacked"), str(tmp_path / "out"), [32], classes="2", workers=1,
+                             show_progress=False)[32]
+    reference = convert.convert(synthetic_zip[0], str(tmp_path / "ref"), [32], classes="2", workers=1,
+                                show_progress=False)[32]
+    assert [s["sha256"] for s in result["splits"]["train"]["shards"]] == \
+        [s["sha256"] for s in reference["splits"]["train"]["shards"]]
+
+
+def _rewrite_zip(source: str, target: str, replace: dict[str, bytes]):
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for name in old.namelist():
+            new.writestr(name, replace.get(name, old.read(name)))
+        for name, data in replace.items():
+            if name not in old.namelist():
+                new.writestr(name, data)
+
+
+def test_val_annotation_with_unknown_class(synthetic_zip, tmp_path):
+    target = str(tmp_path / "bad.zip")
+    with zipfile.ZipFile(synthetic_zip[0]) as z:
+        text = z.read("tiny-imagenet-200/val/val_annotations.txt").decode()
+    first = text.split("\t")[1]
+    _rewrite_zip(synthetic_zip[0], target, {"tiny-imagenet-200/val/val_annotations.txt":
+                                            text.replace(first, "n12345678", 1).encode()})
+    with pytest.raises(DataError, match=r"val_annotations.txt:1: unknown class n12345678"):
+        convert.convert(target, str(tmp_path / "out"), [32], workers=1, show_progress=False)
+
+
+def test_corrupt_jpeg_is_named_or_skipped(synthetic_zip, tmp_path):
+    target = str(tmp_path / "bad.zip")
+    wnid = synthetic_zip[1]["wnids"][0]
+    name = f"tiny-imagenet-200/train/{wnid}/images/{wnid}_3.JPEG"
+    _rewrite_zip(synthetic_zip[0], target, {name: b"\xff\xd8 not really a jpeg"})
+    with pytest.raises(DataError, match=rf"{wnid}_3\.JPEG: unreadable or corrupt image"):
+        convert.convert(target, str(tmp_path / "out"), [32], classes="1", workers=1, show_progress=False)
+    result = convert.convert(target, str(tmp_path / "skip"), [32], classes="1", workers=2, skip_bad=True,
+                             show_progress=False)[32]
+    assert result["splits"]["train"]["num_examples"] == 29
+    assert [s["file"] for s in result["skipped"]] == [name.split("/", 1)[1]]
+
+
+def test_output_folder_of_a_different_dataset(synthetic_zip, tmp_path):
+    convert.convert(synthetic_zip[0], str(tmp_path), [32], classes="1", workers=1, show_progress=False)
+    with pytest.raises(DataError, match=r"32px/manifest.json: this folder holds a different conversion"):
+        convert.convert(synthetic_zip[0], str(tmp_path), [32], classes="2", workers=1, show_progress=False)
+
+
+def test_zip_entry_escaping_its_folder_is_refused(tmp_path):
+    evil = str(tmp_path / "evil.zip")
+    make_synthetic.make_zip(evil, num_classes=1, train_per_class=2, val_per_class=1, test_images=0,
+                            extra_files={"../../etc/evil.txt": b"owned"})
+    with pytest.raises(DataError, match=r"refusing zip entry '../../etc/evil.txt'"):
+        convert.convert(evil, str(tmp_path / "out"), [32], show_progress=False)
+    assert not (tmp_path.parent.parent / "etc" / "evil.txt").exists()
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    assert convert.main(["--source", str(tmp_path / "missing.zip"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.zip: no such file or folder" in err
+    with pytest.raises(SystemExit):
+        convert.main(["--source", "x", "--out", str(tmp_path), "--resolutions", "big"])
+    assert "--resolutions" in capsys.readouterr().err
+
+
+def test_wnids_decide_the_class_count_not_200(tmp_path):
+    path = str(tmp_path / "three.zip")
+    make_synthetic.make_zip(path, num_classes=3, train_per_class=4, val_per_class=2, test_images=0)
+    result = convert.convert(path, str(tmp_path / "out"), [32], workers=1, show_progress=False)[32]
+    assert len(result["classes"]) == 3 and result["splits"]["train"]["num_examples"] == 12
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not os.environ.get("TINY_IMAGENET_ZIP"), reason="TINY_IMAGENET_ZIP not set")
+def test_real_ten_class_slice(tmp_path):
+    result = convert.convert(os.environ["TINY_IMAGENET_ZIP"], str(tmp_path), [32, 64], show_progress=False)
+    for manifest in result.values():
+        assert manifest["splits"]["train"]["num_examples"] == 5000
+        assert manifest["splits"]["val"]["num_examples"] == 500
+        assert sum(manifest["grayscale_sources"].values()) > 0
+    assert verify.verify(str(tmp_path), report=lambda *_: None) == []
