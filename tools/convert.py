@@ -191,8 +191,13 @@ class ResolutionOutput:
 
         name = records.shard_name(split, index, len(self.plan[split]))
         sha = write_shard(posixpath.join(self.folder, name), stats["examples"])
-        entry = {"file": name, "num_examples": len(stats["examples"]), "sha256": sha,
-                 "grayscale_sources": result["grayscale"], "skipped": result["skipped"],
+        class_counts = np.bincount([e[1] for e in stats["examples"] if e[1] >= 0],
+                                   minlength=len(self.manifest["classes"])).tolist()
+        import tensorflow as tf
+
+        size = tf.io.gfile.stat(posixpath.join(self.folder, name)).length
+        entry = {"file": name, "num_examples": len(stats["examples"]), "sha256": sha, "bytes": size,
+                 "class_counts": class_counts, "grayscale_sources": result["grayscale"], "skipped": result["skipped"],
                  "channel_sum": stats["sum"], "channel_sumsq": stats["sumsq"], "pixels": stats["pixels"]}
         shards = self.manifest["splits"][split]["shards"]
         shards.append(entry)
@@ -201,8 +206,10 @@ class ResolutionOutput:
 
     def finish(self) -> dict:
         m = self.manifest
-        for info in m["splits"].values():
+        for split, info in m["splits"].items():
             info["num_examples"] = sum(s["num_examples"] for s in info["shards"])
+            if split != "test":  # unlabeled
+                info["class_counts"] = np.sum([s["class_counts"] for s in info["shards"]], axis=0).tolist()
         train = m["splits"]["train"]["shards"]
         pixels = sum(s["pixels"] for s in train)
         total = np.sum([s["channel_sum"] for s in train], axis=0)

@@ -1,0 +1,299 @@
+"""Build the tf.data input of one split at one resolution from a converted folder.
+
+    files -> (per input pipeline) -> interleave -> [cache] -> shuffle -> batch -> parse_example on
+    the batch -> decode -> augment (one XLA function per batch) -> uint8 images -> prefetch
+
+Parsing and augmenting whole batches costs one kernel launch per batch instead of one per image.
+Training data is built epoch by epoch (`Dataset.range(first_epoch, ...).flat_map(...)`) with every
+random choice seeded from (seed, epoch, batch): the data of epoch 37 is the same whether a run
+got there in one go or resumed after a disconnect. Each epoch yields exactly
+`num_examples // batch_size` batches: augmentation replaces samples and never adds any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import re
+
+import tensorflow as tf
+
+from pipeline import manifest as manifests
+from pipeline import records
+from pipeline.augment import Policy
+from pipeline.errors import DataError
+
+AUTOTUNE = tf.data.AUTOTUNE
+SHUFFLE_BUFFER = 16_384
+
+
+@dataclasses.dataclass
+class SplitInfo:
+    """What a trainer needs to know about the data it gets."""
+
+    num_examples: int  # in this input pipeline (this worker's share)
+    batch_size: int  # per input pipeline (per replica under a distribution strategy)
+    steps_per_epoch: int
+    num_classes: int
+    mean: list[float]
+    std: list[float]
+    manifest: dict
+
+
+def _class_mapping(manifest: dict, classes) -> tuple[list[int], int]:
+    """Indices into the manifest's classes that a subset keeps (None keeps all)."""
+    total = len(manifest["classes"])
+    if classes is None:
+        return list(range(total)), total
+    if isinstance(classes, int):
+        if not 1 <= classes <= total:
+            raise DataError(f"classes={classes}: the records hold {total} classes")
+        return list(range(classes)), classes
+    wnids = [c["wnid"] for c in manifest["classes"]]
+    missing = [c for c in classes if c not in wnids]
+    if missing:
+        raise DataError(f"classes: {', '.join(missing)} not in the records' manifest")
+    return sorted(wnids.index(c) for c in classes), len(classes)
+
+
+def _subset_count(manifest: dict, split: str, keep: list[int]) -> int:
+    counts = manifest["splits"][split].get("class_counts")
+    if counts is None:
+        raise DataError(f"{split}: manifest lacks class_counts; convert again to train on a class subset")
+    return sum(counts[i] for i in keep)
+
+
+def normalize(images, mean, std):
+    """0..255 float -> zero mean, unit variance per channel (the train split's statistics)."""
+    return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def _finisher(steps: tuple, num_classes: int, output_float: tuple | None, jit: bool):
+    """Labels to one-hot, augment, back to uint8 (or normalised float): one compiled function.
+
+    Cached, so that datasets built again (each stage, each evaluation, each test) reuse the XLA
+    compilation instead of paying seconds for it every time.
+    """
+    policy = Policy(list(steps)) if steps else None
+
+    def finish(images, labels, bbox, seed):
+        onehot = tf.one_hot(labels, num_classes, dtype=tf.float32)
+        if policy is not None:
+            images, onehot = policy(images, onehot, seed, bbox)
+            if output_float is None:
+                images = tf.cast(tf.round(images), tf.uint8)
+        if output_float is not None:
+            images = normalize(tf.cast(images, tf.float32), *output_float)
+        return images, onehot
+
+    if policy is not None or output_float is not None:
+        return tf.function(finish, jit_compile=jit)
+    return finish
+
+
+def make_batch_fn(policy: Policy | None, num_classes: int, encoding: str, resolution: int,
+                  label_map: tf.Tensor | None = None, output_float: tuple | None = None, jit: bool = True,
+                  with_filenames: bool = False):
+    """Serialised batch -> (images, one-hot float32 labels), augmented when `policy` is given.
+
+    Images leave as uint8 (augmented ones rounded back): a quarter of the bytes of float32 to
+    copy and to send to the accelerator, where the model's first layer normalises them.
+    `output_float=(mean, std)` instead returns normalised float32 for users who want it.
+    """
+    steps = tuple(policy.steps) if policy is not None else ()
+    finish = _finisher(steps, num_classes, tuple(map(tuple, output_float)) if output_float is not None else None, jit)
+
+    def batch_fn(seed, serialized):
+        parsed = records.parse_batch(serialized)
+        images = records.decode_images(parsed["image"], encoding, resolution)
+        labels = parsed["label"]
+        if label_map is not None:
+            labels = tf.gather(label_map, labels)
+        images, onehot = finish(images, labels, parsed["bbox"], seed)
+        return (images, onehot, parsed["filename"]) if with_filenames else (images, onehot)
+
+    return batch_fn
+
+
+def build(data_dir: str, split: str, resolution: int, batch_size: int, *, training: bool | None = None,
+          policy=None, seed: int = 0, first_epoch: int = 0, epochs: int | None = None, cache: bool = False,
+          classes=None, input_context: tf.distribute.InputContext | None = None, normalise: bool = False,
+          jit: bool = True, hard_examples: str | None = None, hard_fraction: float = 0.0,
+          with_filenames: bool = False) -> tuple[tf.data.Dataset, SplitInfo]:
+    """The dataset of one split and what the trainer needs to know about it.
+
+    Images come out uint8 [B, res, res, 3] (the model normalises them: see `normalize`), or
+    normalised float32 with `normalise=True`; labels are one-hot (soft after mixup/cutmix) float32.
+
+    training (default: split == "train"): shuffle, augment with `policy` (a Policy, a policy
+    spec, or None for no augmentation), drop the remainder, and yield `epochs` epochs starting
+    at `first_epoch` (None: forever). Evaluation: one pass in file order, every example, no
+    augmentation. `batch_size` is global; with an `input_context` each input pipeline gets its
+    own shards (or every n-th record when there are fewer shards than pipelines) and the
+    per-replica batch. `classes`: an int N (the first N classes) or a list of wnids.
+    `hard_examples`, `hard_fraction`: a file of training filenames (one a line, from
+    tools.analyze) and the share of each training batch drawn from them, the batch size and the
+    epoch length unchanged. `with_filenames`: yield (images, labels, filenames), for analysis.
+    """
+    training = split == "train" if training is None else training
+    manifest = manifests.load(data_dir, resolution)
+    if manifest["resolution"] != resolution:
+        raise DataError(f"{manifests.resolution_dir(data_dir, resolution)}: manifest says "
+                        f"{manifest['resolution']} px")
+    files = manifests.shard_paths(data_dir, resolution, manifest, split)
+    _check_sizes(files, manifest["splits"][split]["shards"])
+    keep, num_classes = _class_mapping(manifest, classes)
+    subset = len(keep) != len(manifest["classes"])
+    num_examples = _subset_count(manifest, split, keep) if subset else manifest["splits"][split]["num_examples"]
+
+    pipelines, pipeline_id = 1, 0
+    if input_context is not None:
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    shard_files = len(files) >= pipelines
+    if pipelines > 1:
+        if shard_files:
+            files = files[pipeline_id::pipelines]
+            counts = manifest["splits"][split]["shards"][pipeline_id::pipelines]
+            if subset:
+                raise DataError("classes subsets with several input pipelines: shard the records per class first")
+            num_examples = sum(s["num_examples"] for s in counts)
+        else:
+            num_examples = len(range(pipeline_id, num_examples, pipelines))
+    if batch_size < 1:
+        raise DataError(f"batch size {batch_size} is smaller than the number of replicas")
+    if training and num_examples < batch_size:
+        raise DataError(f"{split} at {resolution}px: {num_examples} examples, fewer than one batch of {batch_size}")
+    steps = num_examples // batch_size if training else -(-num_examples // batch_size)
+
+    label_map = None
+    if subset:
+        mapping = [-1] * len(manifest["classes"])
+        for new, old in enumerate(keep):
+            mapping[old] = new
+        label_map = tf.constant(mapping, tf.int64)
+
+    if training and policy is not None and not isinstance(policy, Policy):
+        policy = Policy(policy)
+    batch_fn = make_batch_fn(policy if training else None, num_classes, manifest["encoding"], resolution,
+                             label_map, (manifest["mean"], manifest["std"]) if normalise else None, jit,
+                             with_filenames)
+
+    records_ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        records_ds = records_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=False)
+    records_ds = records_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+                                       num_parallel_calls=AUTOTUNE, deterministic=True)
+    if pipelines > 1 and not shard_files:
+        records_ds = records_ds.shard(pipelines, pipeline_id)
+    if subset:
+        keep_tensor = tf.constant(keep, tf.int64)
+        label_only = {"label": records.FEATURES["label"]}
+        records_ds = records_ds.filter(
+            lambda r: tf.reduce_any(tf.equal(tf.io.parse_single_example(r, label_only)["label"], keep_tensor)))
+    if cache:
+        records_ds = records_ds.cache()
+    info = SplitInfo(num_examples, batch_size, steps, num_classes, manifest["mean"], manifest["std"], manifest)
+
+    if not training:
+        dataset = records_ds.batch(batch_size).enumerate()
+        dataset = dataset.map(lambda i, s: batch_fn(tf.stack([tf.cast(seed, tf.int64), i]), s),
+                              num_parallel_calls=AUTOTUNE, deterministic=True)
+        return dataset.prefetch(AUTOTUNE), info
+
+    hard = _hard_records(records_ds, hard_examples, hard_fraction, batch_size)
+    buffer = min(num_examples, SHUFFLE_BUFFER if not cache else num_examples)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
+        shuffled = records_ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        if hard is not None:
+            shuffled = _mix_in_hard(shuffled, hard, hard_fraction, batch_size, epoch_seed)
+        batches = shuffled.batch(batch_size, drop_remainder=True).take(steps).enumerate()
+        return batches.map(lambda i, serialized: (tf.stack([epoch_seed, i]), serialized))
+
+    last = first_epoch + epochs if epochs is not None else 2**62
+    # Two epochs open at once, read in strict order (block = one whole epoch): the next epoch's
+    # shuffle buffer fills in the background instead of stalling the accelerator at every epoch start.
+    dataset = tf.data.Dataset.range(first_epoch, last).interleave(
+        one_epoch, cycle_length=2, block_length=steps, num_parallel_calls=2, deterministic=True)
+    dataset = dataset.map(batch_fn, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return dataset.prefetch(AUTOTUNE), info
+
+
+def _check_sizes(files: list[str], shards: list[dict]) -> None:
+    """A missing or truncated shard (an interrupted copy from Drive) is named before training starts."""
+    for path, shard in zip(files, shards):
+        if not tf.io.gfile.exists(path):
+            raise DataError(f"{path}: shard missing (listed in the manifest)")
+        if "bytes" in shard and tf.io.gfile.stat(path).length != shard["bytes"]:
+            raise DataError(f"{path}: {tf.io.gfile.stat(path).length} bytes, the manifest says {shard['bytes']}; "
+                            "copy it again or re-run tools.convert")
+
+
+@contextlib.contextmanager
+def naming_corrupt_shards(data_dir: str, resolution: int, splits=("train", "val")):
+    """Turn tf.data's anonymous 'corrupted record at 3204' into a DataError naming the shard.
+
+    TFRecordDataset does not say which file failed, so on such an error the shards are checked
+    against the manifest's sha256 (seconds, even for 64 px train) to name the culprit.
+    """
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        if isinstance(error, tf.errors.InvalidArgumentError) and "record" not in str(error).lower() \
+                and "reshape" not in str(error).lower():
+            raise
+        from tools.convert import sha256_of
+
+        manifest = manifests.load(data_dir, resolution)
+        bad = []
+        for split in splits:
+            if split not in manifest["splits"]:
+                continue
+            for path, shard in zip(manifests.shard_paths(data_dir, resolution, manifest, split),
+                                   manifest["splits"][split]["shards"]):
+                if sha256_of(path) != shard["sha256"]:
+                    bad.append(path)
+        found = re.search(r"(corrupted|truncated) record at \d+", str(error))
+        first_line = found.group(0) if found else type(error).__name__
+        if bad:
+            raise DataError(f"{bad[0]}: corrupt shard ({first_line}); re-run tools.convert to rewrite it"
+                            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")) from None
+        folder = manifests.resolution_dir(data_dir, resolution)
+        raise DataError(f"{folder}: unreadable records ({first_line})") from None
+
+
+def _hard_records(records_ds, path: str | None, fraction: float, batch_size: int):
+    """The serialised training records whose filename is listed in `path` (None if unused)."""
+    if not path or fraction <= 0:
+        return None
+    if not 0 < fraction < 1:
+        raise DataError(f"hard_fraction={fraction}: must be between 0 and 1")
+    if not tf.io.gfile.exists(path):
+        raise DataError(f"{path}: hard examples file not found")
+    with tf.io.gfile.GFile(path) as handle:
+        names = [line.split("\t")[0].strip() for line in handle if line.strip() and not line.startswith("#")]
+    if not names:
+        raise DataError(f"{path}: no filenames listed")
+    wanted = tf.constant(names)
+    name_only = {"filename": records.FEATURES["filename"]}
+    hard = records_ds.filter(lambda r: tf.reduce_any(
+        tf.equal(tf.io.parse_single_example(r, name_only)["filename"], wanted)))
+    return hard.cache()
+
+
+def _mix_in_hard(shuffled, hard, fraction: float, batch_size: int, epoch_seed):
+    """Replace `round(fraction * batch)` records of every batch with hard examples.
+
+    Slots come in a fixed pattern per batch (choose_from_datasets), so every batch has the same
+    share; the normal stream simply supplies fewer records per batch, and the epoch keeps its
+    number of batches (`take(steps)` in the caller).
+    """
+    per_batch = max(1, round(fraction * batch_size))
+    pattern = [1] * per_batch + [0] * (batch_size - per_batch)
+    choice = tf.data.Dataset.from_tensor_slices(tf.constant(pattern, tf.int64)).repeat()
+    hard_stream = hard.shuffle(10_000, seed=epoch_seed + 17).repeat()
+    return tf.data.Dataset.choose_from_datasets([shuffled.repeat(), hard_stream], choice)

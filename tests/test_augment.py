@@ -1,0 +1,173 @@
+"""Augmentations: identities, visible effects, geometry, soft labels, XLA compilation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import augment
+from pipeline.errors import DataError
+
+SEED = tf.constant([3, 7], tf.int64)
+
+
+def smooth_batch(size=8, res=32, seed=0):
+    """Colourful, smooth images with values well inside 0..255, and small boxes."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:res, 0:res] / res
+    images = []
+    for _ in range(size):
+        a, b, c = rng.uniform(0.5, 3, 3)
+        channels = [np.sin(a * x * 6 + b), np.cos(b * y * 5 + c), np.sin((x + y) * c * 4)]
+        images.append(np.stack(channels, -1) * 70 + rng.uniform(100, 150, 3))
+    images = tf.constant(np.array(images), tf.float32)
+    labels = tf.one_hot(np.arange(size) % 4, 4)
+    bbox = tf.constant([[0.3, 0.25, 0.6, 0.55]] * size, tf.float32)
+    return images, labels, bbox
+
+
+@pytest.mark.parametrize("name", list(augment.REGISTRY))
+def test_probability_zero_is_identity_and_one_changes_images(name):
+    images, labels, bbox = smooth_batch()
+    same, same_labels = augment.Policy(f"{name}:p=0")(images, labels, SEED, bbox)
+    np.testing.assert_allclose(same.numpy(), images.numpy(), atol=1e-3)
+    np.testing.assert_array_equal(same_labels.numpy(), labels.numpy())
+    # solarize at its default magnitude may draw a threshold above every pixel: make it bite
+    strength = ":m=0.9" if name == "solarize" else ""
+    changed, new_labels = augment.Policy(f"{name}:p=1{strength}")(images, labels, SEED, bbox)
+    assert changed.shape == images.shape and changed.dtype == tf.float32
+    per_image = np.abs(changed.numpy() - images.numpy()).reshape(len(images), -1).max(1)
+    assert (per_image > 1.0).mean() >= 0.75, f"{name} changed only {per_image}"
+    assert 0.0 <= changed.numpy().min() and changed.numpy().max() <= 255.0
+    np.testing.assert_allclose(new_labels.numpy().sum(1), 1.0, atol=1e-5)
+
+
+def test_at_least_fourteen_documented_augmentations():
+    assert len(augment.REGISTRY) >= 14
+    for name in ("flip", "translate", "scale", "rotate", "shear", "brightness", "contrast", "saturation",
+                 "hue", "grayscale", "cutout", "noise", "mixup", "cutmix"):
+        assert name in augment.REGISTRY
+        assert len(augment.REGISTRY[name].doc) > 60, f"{name} needs a comment on what and why"
+    default = augment.Policy("default")
+    assert len(set(default.names)) >= 10
+
+
+def test_flip_twice_is_identity_and_flip_mirrors():
+    images, labels, _ = smooth_batch()
+    flip = augment.Policy("flip:p=1")
+    once, _ = flip(images, labels, SEED)
+    np.testing.assert_allclose(once.numpy(), images.numpy()[:, :, ::-1], atol=1e-4)
+    twice, _ = flip(once, labels, SEED)
+    np.testing.assert_allclose(twice.numpy(), images.numpy(), atol=1e-4)
+
+
+def marked(res=32, y=10, x=20):
+    image = np.zeros((1, res, res, 3), np.float32)
+    image[0, y, x] = 255.0
+    return tf.constant(image)
+
+
+def brightest(image):
+    index = np.argmax(image[0, ..., 0])
+    return divmod(int(index), image.shape[2])
+
+
+def test_warp_moves_a_marked_pixel_where_the_matrix_says():
+    image = marked(y=10, x=20)
+    shift = tf.constant([[[1.0, 0.0, 3.0], [0.0, 1.0, -2.0], [0.0, 0.0, 1.0]]])
+    out = augment.warp(image, shift).numpy()  # out(u) = in(u + t): the mark moves by -t
+    assert brightest(out) == (12, 17) and out[0, 12, 17, 0] == pytest.approx(255.0)
+    quarter_turn = tf.constant([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    out = augment.warp(image, quarter_turn).numpy()
+    # input offset from the centre (16,16)-(0.5): (x=+4, y=-6); output p satisfies R p = that.
+    assert brightest(out) == (11, 10) and out[0, 11, 10, 0] == pytest.approx(255.0)
+
+
+@pytest.mark.parametrize("name", ["rotate", "scale", "shear", "flip"])
+def test_geometric_ops_keep_the_centre(name):
+    image = np.zeros((4, 32, 32, 3), np.float32)
+    image[:, 14:18, 14:18] = 255.0  # a block around the centre
+    out, _ = augment.Policy(f"{name}:p=1")(tf.constant(image), tf.one_hot([0] * 4, 2), SEED)
+    assert (out.numpy()[:, 15:17, 15:17] > 200).all()
+
+
+def test_translate_moves_by_whole_pixels_within_the_magnitude():
+    image = marked(y=16, x=16)
+    batch = tf.tile(image, [16, 1, 1, 1])
+    out, _ = augment.Policy("translate:p=1:m=0.125")(batch, tf.one_hot([0] * 16, 2), SEED)
+    for one in out.numpy():
+        y, x = brightest(one[None])
+        assert one[y, x, 0] == pytest.approx(255.0)  # integer shift: no interpolation blur
+        assert abs(y - 16) <= 4 and abs(x - 16) <= 4
+
+
+def test_gather_warp_matches_tensorflows_projective_transform():
+    images, _, _ = smooth_batch(size=2, res=32)
+    angle = 0.3
+    cos, sin = np.cos(angle), np.sin(angle)
+    centred = np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], np.float32)
+    # TensorFlow maps pixel indices, whose centre is (15.5, 15.5); ours maps offsets from the centre
+    to_corner = np.array([[1, 0, 15.5], [0, 1, 15.5], [0, 0, 1]], np.float32)
+    corner = to_corner @ centred @ np.linalg.inv(to_corner)
+    ours = augment.warp(images, tf.constant([centred] * 2)).numpy()
+    theirs = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=tf.constant([corner.flatten()[:8]] * 2), output_shape=[32, 32],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT").numpy()
+    inner = np.s_[:, 8:24, 8:24]  # away from the borders, where reflect conventions differ
+    np.testing.assert_allclose(ours[inner], theirs[inner], atol=0.01)
+
+
+def test_colour_composition_matches_direct_formulas():
+    images, labels, _ = smooth_batch(size=4)
+    out, _ = augment.Policy("grayscale:p=1")(images, labels, SEED)
+    grey = (images.numpy() * np.array(augment.GRAY)).sum(-1)
+    for c in range(3):
+        np.testing.assert_allclose(out.numpy()[..., c], grey, atol=1e-3)
+    inverted, _ = augment.Policy("invert:p=1")(images, labels, SEED)
+    np.testing.assert_allclose(inverted.numpy(), 255.0 - images.numpy(), atol=1e-3)
+    # contrast keeps each image's mean grey level (a small factor, so nothing is clipped)
+    contrasted, _ = augment.Policy("contrast:p=1:m=0.2")(images, labels, SEED)
+    grey_after = (contrasted.numpy() * np.array(augment.GRAY)).sum(-1).mean((1, 2))
+    np.testing.assert_allclose(grey_after, grey.mean((1, 2)), atol=0.05)
+
+
+def test_mixup_and_cutmix_soft_labels_sum_to_one_and_track_the_pixels():
+    images = tf.constant(np.repeat(np.arange(8, dtype=np.float32)[:, None, None, None] * 30, 32, 1)
+                         .repeat(32, 2).repeat(3, 3))
+    labels = tf.one_hot(np.arange(8), 8)
+    for name in ("mixup", "cutmix"):
+        out, soft = augment.Policy(f"{name}:p=1")(images, labels, SEED)
+        soft = soft.numpy()
+        np.testing.assert_allclose(soft.sum(1), 1.0, atol=1e-5)
+        assert (soft.max(1) < 0.999).sum() >= 4  # most images really were mixed
+        # each image's mean value equals its label-weighted mix of the source values
+        np.testing.assert_allclose(out.numpy().mean((1, 2, 3)), soft @ (np.arange(8) * 30.0), atol=0.05)
+
+
+def test_policy_spec_parsing_and_errors():
+    steps = augment.parse_policy("flip, rotate:p=0.5:m=20")
+    assert steps == [augment.Step("flip", 0.5, 0.0), augment.Step("rotate", 0.5, 20.0)]
+    tables = augment.parse_policy([{"name": "cutout", "p": 1.0, "m": 0.25}, "hue"])
+    assert tables[0] == augment.Step("cutout", 1.0, 0.25) and tables[1].name == "hue"
+    assert augment.parse_policy("none") == []
+    with pytest.raises(DataError, match="unknown augmentation 'twirl'"):
+        augment.parse_policy("flip, twirl")
+    with pytest.raises(DataError, match=r"rotate: p=1.5 outside"):
+        augment.parse_policy("rotate:p=1.5")
+    with pytest.raises(DataError, match="unknown setting 'q'"):
+        augment.parse_policy("rotate:q=1")
+
+
+def test_policy_is_deterministic_per_seed_and_compiles_with_xla():
+    images, labels, bbox = smooth_batch(size=16)
+    policy = augment.Policy("default")
+    compiled = tf.function(lambda x, y, s, b: policy(x, y, s, b), jit_compile=True)
+    a = compiled(images, labels, SEED, bbox)
+    b = compiled(images, labels, SEED, bbox)
+    c = compiled(images, labels, tf.constant([3, 8], tf.int64), bbox)
+    eager = policy(images, labels, SEED, bbox)
+    np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    np.testing.assert_allclose(a[0].numpy(), eager[0].numpy(), atol=0.05)
+    assert not np.allclose(a[0].numpy(), c[0].numpy())
+    assert a[0].shape == images.shape  # augmentation replaces, never adds

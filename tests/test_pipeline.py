@@ -1,0 +1,168 @@
+"""The tf.data pipeline: shapes, exact epochs, determinism, sharding, subsets, errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import dataset
+from pipeline.errors import DataError
+
+
+def collect(ds):
+    return [tuple(t.numpy() for t in batch) for batch in ds]
+
+
+def test_shapes_dtypes_and_ranges(converted):
+    out = converted[0]
+    ds, info = dataset.build(out, "train", 32, 16, policy="default", epochs=1)
+    images, labels = next(iter(ds))
+    assert images.dtype == tf.uint8 and images.shape == (16, 32, 32, 3)
+    assert labels.dtype == tf.float32 and labels.shape == (16, 6)
+    np.testing.assert_allclose(labels.numpy().sum(1), 1.0, atol=1e-5)
+    assert info.num_classes == 6 and info.steps_per_epoch == 180 // 16
+    floats, _ = next(iter(dataset.build(out, "val", 64, 30, normalise=True)[0]))
+    assert floats.dtype == tf.float32 and abs(float(tf.reduce_mean(floats))) < 0.5
+    assert 0.5 < float(tf.math.reduce_std(floats)) < 1.5
+
+
+@pytest.mark.parametrize("policy", [None, "default"])
+def test_training_epochs_have_exactly_the_split_minus_remainder(converted, policy):
+    ds, info = dataset.build(converted[0], "train", 32, 16, policy=policy, epochs=3, with_filenames=True)
+    batches = collect(ds)
+    assert len(batches) == 3 * (180 // 16)
+    assert all(b[0].shape[0] == 16 for b in batches)
+    first_epoch = np.concatenate([b[2] for b in batches[: info.steps_per_epoch]])
+    assert len(set(first_epoch)) == len(first_epoch) == 176  # no example twice in an epoch
+
+
+def test_evaluation_yields_every_example_once(converted):
+    ds, info = dataset.build(converted[0], "val", 64, 7, with_filenames=True)
+    names = np.concatenate([b[2] for b in collect(ds)])
+    assert len(names) == len(set(names)) == 30 == info.num_examples and info.steps_per_epoch == 5
+
+
+def test_fixed_seed_gives_identical_batches_and_resume_continues_the_same_stream(converted):
+    def run(seed, first_epoch=0, epochs=2):
+        return collect(dataset.build(converted[0], "train", 32, 16, policy="default", seed=seed,
+                                     first_epoch=first_epoch, epochs=epochs)[0])
+
+    a, b, other = run(5), run(5), run(6)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x[0], y[0])
+        np.testing.assert_array_equal(x[1], y[1])
+    assert not np.array_equal(a[0][0], other[0][0])
+    resumed = run(5, first_epoch=1, epochs=1)
+    steps = 180 // 16
+    assert not np.array_equal(a[0][0], a[steps][0])  # epochs differ from each other
+    for x, y in zip(a[steps:], resumed):
+        np.testing.assert_array_equal(x[0], y[0])
+
+
+def test_input_context_splits_data_without_overlap(converted):
+    parts = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id,
+                                             num_replicas_in_sync=2)
+        ds, info = dataset.build(converted[0], "val", 32, 10, input_context=context, with_filenames=True)
+        assert info.batch_size == 5
+        parts.append(set(np.concatenate([b[2] for b in collect(ds)])))
+    assert not parts[0] & parts[1] and len(parts[0] | parts[1]) == 30
+    # more pipelines than shards: records are split instead of files
+    names = []
+    for pipeline_id in range(4):
+        context = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=pipeline_id)
+        ds, info = dataset.build(converted[0], "val", 32, 8, input_context=context, with_filenames=True)
+        got = np.concatenate([b[2] for b in collect(ds)])
+        assert len(got) == info.num_examples
+        names.append(set(got))
+    assert sum(len(n) for n in names) == 30 and len(set.union(*names)) == 30
+
+
+def test_two_replica_mirrored_strategy_on_logical_cpus(converted):
+    script = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from pipeline import dataset
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        def make(context):
+            return dataset.build({converted[0]!r}, "train", 32, 16, policy="default", epochs=1,
+                                 input_context=context, with_filenames=True)[0]
+        ds = strategy.distribute_datasets_from_function(make)
+        seen = []
+        for images, labels, names in ds:
+            local = [n.numpy() for n in strategy.experimental_local_results(names)]
+            assert [len(n) for n in local] == [8, 8], [len(n) for n in local]
+            assert not set(local[0]) & set(local[1])
+            seen += [x for n in local for x in n]
+        assert len(seen) == len(set(seen)) > 100, len(seen)
+        print("OK", len(seen))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert "OK" in result.stdout, result.stderr[-2000:]
+
+
+def test_class_subset_relabels(converted):
+    ds, info = dataset.build(converted[0], "val", 32, 100, classes=2)
+    images, labels = next(iter(ds))
+    assert info.num_classes == 2 and info.num_examples == 10 and labels.shape == (10, 2)
+    np.testing.assert_array_equal(np.sort(labels.numpy().argmax(1)), [0] * 5 + [1] * 5)
+    wnids = [c["wnid"] for c in converted[1][32]["classes"]]
+    ds, info = dataset.build(converted[0], "train", 32, 8, classes=[wnids[5], wnids[3]], epochs=1,
+                             with_filenames=True)
+    batches = collect(ds)
+    assert info.num_examples == 60 and len(batches) == 7
+    for _, labels, names in batches:
+        for label, name in zip(labels.argmax(1), names):
+            assert name.decode().startswith([wnids[3], wnids[5]][label])
+
+
+def test_hard_examples_replace_a_fixed_share_of_every_batch(converted, tmp_path):
+    train = collect(dataset.build(converted[0], "train", 32, 180, training=False, with_filenames=True)[0])
+    hard = sorted(n.decode() for n in train[0][2])[:12]
+    listing = tmp_path / "hard_examples.txt"
+    listing.write_text("# name\tloss\n" + "\n".join(f"{n}\t2.5" for n in hard) + "\n")
+    ds, info = dataset.build(converted[0], "train", 32, 20, epochs=2, with_filenames=True,
+                             hard_examples=str(listing), hard_fraction=0.25)
+    batches = collect(ds)
+    assert len(batches) == 2 * info.steps_per_epoch == 2 * (180 // 20)
+    for _, _, names in batches:
+        assert len(names) == 20
+        assert sum(n.decode() in hard for n in names) >= 5  # 25% of 20, plus any drawn normally
+    shares = [sum(n.decode() in hard for n in b[2]) / 20 for b in batches]
+    assert np.mean(shares) == pytest.approx(0.25 + 0.75 * 12 / 180, abs=0.06)
+
+
+def test_corrupt_or_truncated_shard_is_named(converted, tmp_path):
+    copy = str(tmp_path / "copy")
+    shutil.copytree(converted[0], copy)
+    target = os.path.join(copy, "32px", "train-00001-of-00003.tfrecord")
+    data = bytearray(open(target, "rb").read())
+    data[3000:3004] = b"oops"
+    open(target, "wb").write(data)
+    with pytest.raises(DataError, match=r"train-00001-of-00003.tfrecord: corrupt shard \(corrupted record"):
+        with dataset.naming_corrupt_shards(copy, 32):
+            for _ in dataset.build(copy, "train", 32, 16, epochs=1)[0]:
+                pass
+    with open(target, "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(DataError, match=r"train-00001-of-00003.tfrecord: 1000 bytes, the manifest says"):
+        dataset.build(copy, "train", 32, 16)
+
+
+def test_bad_requests_are_named(converted):
+    with pytest.raises(DataError, match=r"48px/manifest.json: missing"):
+        dataset.build(converted[0], "train", 48, 16)
+    with pytest.raises(DataError, match="fewer than one batch"):
+        dataset.build(converted[0], "train", 32, 1000)
+    with pytest.raises(DataError, match="no 'holdout' split"):
+        dataset.build(converted[0], "holdout", 32, 16)

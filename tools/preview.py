@@ -1,0 +1,90 @@
+"""A picture grid of real images: the originals, then one row per augmentation applied with p=1.
+
+    python -m tools.preview --data records --resolution 64 --out grid.png
+
+For a person to check that every augmentation looks right before spending GPU hours on it.
+Each augmentation runs through the same Policy code the pipeline uses (so the warp, the colour
+composition and the seeds are the real ones), at its default magnitude unless --policy says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from pipeline.errors import DataError
+
+
+def grid_rows(data: str, resolution: int, names: list[str], columns: int, seed: int,
+              policy_spec=None) -> list[tuple[str, np.ndarray]]:
+    """[(row label, uint8 images [columns, res, res, 3])], the first row unaugmented."""
+    import tensorflow as tf
+
+    from pipeline import augment, dataset
+
+    source, info = dataset.build(data, "train", resolution, columns, training=False, normalise=False)
+    images, labels = next(iter(source))
+    bbox = None
+    manifest_steps = {s.name: s for s in augment.parse_policy(policy_spec)} if policy_spec else {}
+    # the boxes: read them from the same records for the box-aware crop
+    from pipeline import manifest as manifests
+    from pipeline import records
+    files = manifests.shard_paths(data, resolution, info.manifest, "train")
+    serialized = next(iter(tf.data.TFRecordDataset(files).batch(columns)))
+    bbox = records.parse_batch(serialized)["bbox"]
+    rows = [("original", images.numpy().astype(np.uint8))]
+    for name in names:
+        step = manifest_steps.get(name)
+        spec = f"{name}:p=1" + (f":m={step.m}" if step else "")
+        policy = augment.Policy(spec)
+        out, _ = policy(images, labels, tf.constant([seed, 0], tf.int64), bbox)
+        rows.append((name, np.clip(np.round(out.numpy()), 0, 255).astype(np.uint8)))
+    return rows
+
+
+def draw_grid(rows, scale: int = 2, label_width: int = 110) -> Image.Image:
+    count, size = rows[0][1].shape[0], rows[0][1].shape[1] * scale
+    pad = 2
+    canvas = Image.new("RGB", (label_width + count * (size + pad), len(rows) * (size + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, images) in enumerate(rows):
+        top = r * (size + pad)
+        draw.text((4, top + size // 2 - 6), label, fill="black")
+        for c, image in enumerate(images):
+            tile = Image.fromarray(image).resize((size, size), Image.NEAREST)
+            canvas.paste(tile, (label_width + c * (size + pad), top))
+    return canvas
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline import augment
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="the converter's output folder")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--out", default="augmentations.png", help="PNG to write")
+    parser.add_argument("--augment", help="comma-separated names (default: every registered augmentation)")
+    parser.add_argument("--policy", help="take magnitudes from this policy spec, e.g. 'rotate:m=30'")
+    parser.add_argument("--columns", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.augment.split(",")] if args.augment else list(augment.REGISTRY)
+    unknown = [n for n in names if n not in augment.REGISTRY]
+    if unknown:
+        parser.error(f"--augment: unknown {', '.join(unknown)} (known: {', '.join(augment.REGISTRY)})")
+    try:
+        rows = grid_rows(args.data, args.resolution, names, args.columns, args.seed, args.policy)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    draw_grid(rows).save(args.out)
+    print(f"wrote {args.out}: {len(rows) - 1} augmentations x {args.columns} images at {args.resolution}px")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
