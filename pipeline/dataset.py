@@ -181,36 +181,55 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
                              label_map, (manifest["mean"], manifest["std"]) if normalise else None, jit,
                              with_filenames)
 
-    records_ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        records_ds = records_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=False)
-    records_ds = records_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+    def read(file_order: tf.data.Dataset) -> tf.data.Dataset:
+        """Serialised records of this input pipeline's share, files read in the given order."""
+        stream = file_order.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
                                        num_parallel_calls=AUTOTUNE, deterministic=True)
-    if pipelines > 1 and not shard_files:
-        records_ds = records_ds.shard(pipelines, pipeline_id)
-    if subset:
-        keep_tensor = tf.constant(keep, tf.int64)
-        label_only = {"label": records.FEATURES["label"]}
-        records_ds = records_ds.filter(
-            lambda r: tf.reduce_any(tf.equal(tf.io.parse_single_example(r, label_only)["label"], keep_tensor)))
+        if pipelines > 1 and not shard_files:
+            stream = stream.shard(pipelines, pipeline_id)
+        if subset:
+            keep_tensor = tf.constant(keep, tf.int64)
+            label_only = {"label": records.FEATURES["label"]}
+            stream = stream.filter(lambda r: tf.reduce_any(
+                tf.equal(tf.io.parse_single_example(r, label_only)["label"], keep_tensor)))
+        return stream
+
+    in_order = read(tf.data.Dataset.from_tensor_slices(files))
     if cache:
-        records_ds = records_ds.cache()
+        in_order = in_order.cache()
     info = SplitInfo(num_examples, batch_size, steps, num_classes, manifest["mean"], manifest["std"], manifest)
 
     if not training:
-        dataset = records_ds.batch(batch_size).enumerate()
+        dataset = in_order.batch(batch_size).enumerate()
         dataset = dataset.map(lambda i, s: batch_fn(tf.stack([tf.cast(seed, tf.int64), i]), s),
                               num_parallel_calls=AUTOTUNE, deterministic=True)
         return dataset.prefetch(AUTOTUNE), info
 
-    hard = _hard_records(records_ds, hard_examples, hard_fraction, batch_size)
+    hard = _hard_records(in_order, hard_examples, hard_fraction, batch_size)
     buffer = min(num_examples, SHUFFLE_BUFFER if not cache else num_examples)
+    file_tensor = tf.constant(files)
+
+    def epoch_records(epoch_seed):
+        """This epoch's record stream, in an order that depends only on (seed, epoch).
+
+        Uncached: the shard files in a per-epoch permutation (stateless index_shuffle). Cached:
+        the cached stream rotated by a per-epoch offset. Either way the shuffle buffer after it
+        (a fixed Python seed: tensor seeds break `Dataset.shuffle` under a global seed of 0)
+        then gives a different order every epoch, and the same one after a resume.
+        """
+        key = tf.stack([tf.cast(seed, tf.int64), epoch_seed])
+        if cache:
+            offset = tf.random.stateless_uniform([], key, 0, num_examples, dtype=tf.int64, alg="philox")
+            return in_order.skip(offset).concatenate(in_order.take(offset))
+        order = tf.data.Dataset.range(len(files)).map(lambda i: tf.gather(
+            file_tensor, tf.random.experimental.index_shuffle(i, key, len(files) - 1)))
+        return read(order)
 
     def one_epoch(epoch):
         epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
-        shuffled = records_ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        shuffled = epoch_records(epoch_seed).shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
         if hard is not None:
-            shuffled = _mix_in_hard(shuffled, hard, hard_fraction, batch_size, epoch_seed)
+            shuffled = _mix_in_hard(shuffled, hard, hard_fraction, batch_size, seed)
         batches = shuffled.batch(batch_size, drop_remainder=True).take(steps).enumerate()
         return batches.map(lambda i, serialized: (tf.stack([epoch_seed, i]), serialized))
 
@@ -285,7 +304,7 @@ def _hard_records(records_ds, path: str | None, fraction: float, batch_size: int
     return hard.cache()
 
 
-def _mix_in_hard(shuffled, hard, fraction: float, batch_size: int, epoch_seed):
+def _mix_in_hard(shuffled, hard, fraction: float, batch_size: int, seed: int):
     """Replace `round(fraction * batch)` records of every batch with hard examples.
 
     Slots come in a fixed pattern per batch (choose_from_datasets), so every batch has the same
@@ -295,5 +314,5 @@ def _mix_in_hard(shuffled, hard, fraction: float, batch_size: int, epoch_seed):
     per_batch = max(1, round(fraction * batch_size))
     pattern = [1] * per_batch + [0] * (batch_size - per_batch)
     choice = tf.data.Dataset.from_tensor_slices(tf.constant(pattern, tf.int64)).repeat()
-    hard_stream = hard.shuffle(10_000, seed=epoch_seed + 17).repeat()
+    hard_stream = hard.shuffle(10_000, seed=seed + 17).repeat()
     return tf.data.Dataset.choose_from_datasets([shuffled.repeat(), hard_stream], choice)

@@ -49,10 +49,13 @@ def test_evaluation_yields_every_example_once(converted):
     assert len(names) == len(set(names)) == 30 == info.num_examples and info.steps_per_epoch == 5
 
 
-def test_fixed_seed_gives_identical_batches_and_resume_continues_the_same_stream(converted):
+@pytest.mark.parametrize("cache", [False, True])
+def test_fixed_seed_gives_identical_batches_and_resume_continues_the_same_stream(converted, cache):
+    tf.random.set_seed(0)  # a global seed of 0 once broke tensor-seeded shuffles: keep it covered
+
     def run(seed, first_epoch=0, epochs=2):
         return collect(dataset.build(converted[0], "train", 32, 16, policy="default", seed=seed,
-                                     first_epoch=first_epoch, epochs=epochs)[0])
+                                     first_epoch=first_epoch, epochs=epochs, cache=cache)[0])
 
     a, b, other = run(5), run(5), run(6)
     for x, y in zip(a, b):
