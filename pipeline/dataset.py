@@ -34,7 +34,7 @@ class SplitInfo:
 
     num_examples: int  # in this input pipeline (this worker's share)
     batch_size: int  # per input pipeline (per replica under a distribution strategy)
-    steps_per_epoch: int
+    steps_per_epoch: int  # training steps in an epoch, each taking a batch for every replica
     num_classes: int
     mean: list[float]
     std: list[float]
@@ -121,7 +121,7 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
           policy=None, seed: int = 0, first_epoch: int = 0, epochs: int | None = None, cache: bool = False,
           classes=None, input_context: tf.distribute.InputContext | None = None, normalise: bool = False,
           jit: bool = True, hard_examples: str | None = None, hard_fraction: float = 0.0,
-          with_filenames: bool = False) -> tuple[tf.data.Dataset, SplitInfo]:
+          with_filenames: bool = False, steps_per_epoch: int | None = None) -> tuple[tf.data.Dataset, SplitInfo]:
     """The dataset of one split and what the trainer needs to know about it.
 
     Images come out uint8 [B, res, res, 3] (the model normalises them: see `normalize`), or
@@ -136,6 +136,8 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
     `hard_examples`, `hard_fraction`: a file of training filenames (one a line, from
     tools.analyze) and the share of each training batch drawn from them, the batch size and the
     epoch length unchanged. `with_filenames`: yield (images, labels, filenames), for analysis.
+    `steps_per_epoch`: make every epoch exactly this many steps (a trainer with several workers
+    passes the global count, so that no worker runs out before the others).
     """
     training = split == "train" if training is None else training
     manifest = manifests.load(data_dir, resolution)
@@ -148,10 +150,12 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
     subset = len(keep) != len(manifest["classes"])
     num_examples = _subset_count(manifest, split, keep) if subset else manifest["splits"][split]["num_examples"]
 
-    pipelines, pipeline_id = 1, 0
+    pipelines, pipeline_id, replicas_per_pipeline = 1, 0, 1
     if input_context is not None:
         pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
         batch_size = input_context.get_per_replica_batch_size(batch_size)
+        # One pipeline feeds all replicas of its worker, one batch each per step, round-robin.
+        replicas_per_pipeline = max(1, input_context.num_replicas_in_sync // pipelines)
     shard_files = len(files) >= pipelines
     if pipelines > 1:
         if shard_files:
@@ -166,7 +170,12 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
         raise DataError(f"batch size {batch_size} is smaller than the number of replicas")
     if training and num_examples < batch_size:
         raise DataError(f"{split} at {resolution}px: {num_examples} examples, fewer than one batch of {batch_size}")
-    steps = num_examples // batch_size if training else -(-num_examples // batch_size)
+    if training:
+        steps = steps_per_epoch or num_examples // (batch_size * replicas_per_pipeline)
+        batches_per_epoch = steps * replicas_per_pipeline  # whole steps: epochs never straddle a step
+    else:
+        batch_size = _even_eval_batch(num_examples, batch_size, replicas_per_pipeline)
+        steps = batches_per_epoch = -(-num_examples // batch_size)
 
     label_map = None
     if subset:
@@ -200,7 +209,9 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
     info = SplitInfo(num_examples, batch_size, steps, num_classes, manifest["mean"], manifest["std"], manifest)
 
     if not training:
-        dataset = in_order.batch(batch_size).enumerate()
+        # A known length spares Keras a trip into the end of the data ("input ran out" warnings).
+        dataset = in_order.batch(batch_size).apply(tf.data.experimental.assert_cardinality(batches_per_epoch))
+        dataset = dataset.enumerate()
         dataset = dataset.map(lambda i, s: batch_fn(tf.stack([tf.cast(seed, tf.int64), i]), s),
                               num_parallel_calls=AUTOTUNE, deterministic=True)
         return dataset.prefetch(AUTOTUNE), info
@@ -230,16 +241,33 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
         shuffled = epoch_records(epoch_seed).shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
         if hard is not None:
             shuffled = _mix_in_hard(shuffled, hard, hard_fraction, batch_size, seed)
-        batches = shuffled.batch(batch_size, drop_remainder=True).take(steps).enumerate()
+        if steps_per_epoch:  # a worker whose shards hold fewer examples wraps around instead of running dry
+            shuffled = shuffled.repeat()
+        batches = shuffled.batch(batch_size, drop_remainder=True).take(batches_per_epoch).enumerate()
         return batches.map(lambda i, serialized: (tf.stack([epoch_seed, i]), serialized))
 
     last = first_epoch + epochs if epochs is not None else 2**62
     # Two epochs open at once, read in strict order (block = one whole epoch): the next epoch's
     # shuffle buffer fills in the background instead of stalling the accelerator at every epoch start.
     dataset = tf.data.Dataset.range(first_epoch, last).interleave(
-        one_epoch, cycle_length=2, block_length=steps, num_parallel_calls=2, deterministic=True)
+        one_epoch, cycle_length=2, block_length=batches_per_epoch, num_parallel_calls=2, deterministic=True)
     dataset = dataset.map(batch_fn, num_parallel_calls=AUTOTUNE, deterministic=True)
     return dataset.prefetch(AUTOTUNE), info
+
+
+def _even_eval_batch(count: int, batch_size: int, replicas: int) -> int:
+    """The largest batch <= batch_size that splits `count` into a multiple of `replicas` batches.
+
+    Evaluation keeps every example, so the last batch is short; when one pipeline feeds several
+    replicas a short tail would leave some replica an empty batch, which Keras's BatchNormalization
+    rejects under tf.distribute. A slightly smaller batch gives every replica a non-empty one.
+    """
+    if replicas <= 1:
+        return batch_size
+    for size in range(batch_size, 0, -1):
+        if -(-count // size) % replicas == 0 and count - (-(-count // size) - 1) * size >= 1:
+            return size
+    return batch_size
 
 
 def _check_sizes(files: list[str], shards: list[dict]) -> None:

@@ -76,3 +76,49 @@ class ExponentialRamp(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"start": self.start, "end": self.end, "steps": self.steps, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tin")
+class StagedCyclicalLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """Smith's cyclical schedule measured in epochs, across stages of different batch sizes.
+
+    Progressive resizing changes the batch size, and so the number of steps in an epoch, from one
+    stage to the next; a schedule in steps would stretch or squeeze its cycles at every stage.
+    `boundaries` lists each stage's (first global step, first epoch, steps per epoch): the
+    optimizer's step counter is turned into a fractional epoch and the formulas above run on it
+    (step_size and gamma per epoch). One global step counter, so it survives any resume.
+    """
+
+    def __init__(self, base_lr: float, max_lr: float, step_size_epochs: float, boundaries, mode: str = "triangular",
+                 gamma: float = 1.0, name: str = "staged_cyclical_lr"):
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
+        if not 0 < base_lr <= max_lr or step_size_epochs <= 0 or not boundaries:
+            raise ValueError("need 0 < base_lr <= max_lr, step_size_epochs > 0 and at least one stage")
+        self.base_lr, self.max_lr, self.step_size_epochs = float(base_lr), float(max_lr), float(step_size_epochs)
+        self.boundaries = [tuple(int(v) for v in b) for b in boundaries]
+        self.mode, self.gamma, self.name = mode, float(gamma), name
+
+    def epoch_at(self, step):
+        step = ops.cast(step, "int32")
+        position = ops.cast(0.0, "float32")
+        for first_step, first_epoch, steps_per_epoch in self.boundaries:
+            inside = first_epoch + ops.cast(step - first_step, "float32") / float(steps_per_epoch)
+            position = ops.where(step >= first_step, inside, position)
+        return position
+
+    def __call__(self, step):
+        epochs = self.epoch_at(step)
+        cycle = ops.floor(1.0 + epochs / (2.0 * self.step_size_epochs))
+        x = ops.abs(epochs / self.step_size_epochs - 2.0 * cycle + 1.0)
+        height = ops.maximum(0.0, 1.0 - x)
+        if self.mode == "triangular2":
+            height = height * ops.power(0.5, cycle - 1.0)
+        elif self.mode == "exp_range":
+            height = height * ops.exp(epochs * math.log(self.gamma))
+        return self.base_lr + (self.max_lr - self.base_lr) * height
+
+    def get_config(self):
+        return {"base_lr": self.base_lr, "max_lr": self.max_lr, "step_size_epochs": self.step_size_epochs,
+                "boundaries": [list(b) for b in self.boundaries], "mode": self.mode, "gamma": self.gamma,
+                "name": self.name}

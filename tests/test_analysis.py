@@ -1,0 +1,108 @@
+"""tools.stats against numpy, and tools.analyze against a direct evaluation of a trained run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import manifest as manifests
+from pipeline import records
+from tools import analyze, stats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train_split(folder, resolution):
+    manifest = manifests.load(folder, resolution)
+    batch = next(iter(tf.data.TFRecordDataset(manifests.shard_paths(folder, resolution, manifest, "train"))
+                      .batch(100_000)))
+    parsed = records.parse_batch(batch)
+    images = records.decode_images(parsed["image"], "raw", resolution).numpy()
+    return images, parsed["label"].numpy(), parsed["bbox"].numpy(), [n.decode() for n in parsed["filename"].numpy()]
+
+
+def test_stats_equal_numpy_on_the_records(converted, tmp_path):
+    out, _, info = converted
+    result = stats.compute(out, 32)
+    images, labels, boxes, names = train_split(out, 32)
+    pixels = images.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(result["mean"], pixels.mean(0), atol=1e-3)
+    np.testing.assert_allclose(result["std"], pixels.std(0), atol=1e-3)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for key, q in (("q05", 0.05), ("q50", 0.5), ("q95", 0.95)):
+        assert result["box_area_fraction"][key] == pytest.approx(np.quantile(areas, q), abs=1e-4)
+    gray_in_train = len([n for n in names if n in info["grayscale"]])
+    assert gray_in_train > 0
+    assert result["grayscale_fraction"] == pytest.approx(gray_in_train / len(names), abs=1e-6)
+    for index, wnid in enumerate(info["wnids"]):
+        assert result["per_class"][wnid]["count"] == int((labels == index).sum())
+        assert result["per_class"][wnid]["median_box_area"] == pytest.approx(np.median(areas[labels == index]),
+                                                                            abs=1e-4)
+    assert stats.main(["--data", out, "--resolution", "32", "--out", str(tmp_path),
+                       "--json", str(tmp_path / "s.json")]) == 0
+    written = json.load(open(tmp_path / "s.json"))
+    assert written["mean"] == result["mean"] and set(written["box_area_fraction"]) == {"q05", "q25", "q50", "q75",
+                                                                                        "q95"}
+    for name in ("colour_histograms.png", "box_areas.png"):
+        assert os.path.getsize(tmp_path / name) > 5000
+
+
+@pytest.fixture(scope="module")
+def trained_run(converted, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("analysis_run")
+    config = folder / "config.toml"
+    config.write_text('model = "resnet_tiny"\nseed = 2\n[schedule]\nbase_lr = 0.02\nmax_lr = 0.15\n'
+                      'step_size_epochs = 2\n[augment]\npolicy = "flip, translate, scale, rotate, shear, brightness, '
+                      'contrast, saturation, hue, grayscale"\n'
+                      '[[stages]]\nresolution = 32\nepochs = 3\nbatch_size = 30\n')
+    run_dir = str(folder / "run")
+    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--data", converted[0], "--run-dir",
+                             run_dir, "--config", str(config), "--quiet"], env=env, capture_output=True, text=True,
+                            timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_analyze_writes_every_file_and_agrees_with_a_direct_evaluation(converted, trained_run):
+    out, _, info = converted
+    result = analyze.analyze(out, trained_run, resolution=32, batch_size=16, hard_count=20, log=lambda *_: None)
+    folder = result["out"]
+    for name in ("summary.json", "per_class.csv", "confusions.csv", "most_wrong.png", "hard_examples.txt"):
+        assert os.path.getsize(os.path.join(folder, name)) > 0, name
+    # direct evaluation: the same model on the val records, computed here with numpy
+    net = analyze.load_model(trained_run)
+    manifest = manifests.load(out, 32)
+    batch = next(iter(tf.data.TFRecordDataset(manifests.shard_paths(out, 32, manifest, "val")).batch(1000)))
+    parsed = records.parse_batch(batch)
+    images = records.decode_images(parsed["image"], "raw", 32).numpy()
+    labels = parsed["label"].numpy()
+    predictions = np.asarray(net.predict(images, verbose=0)).argmax(1)
+    assert result["top1"] == pytest.approx((predictions == labels).mean())
+    with open(os.path.join(folder, "per_class.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(info["wnids"])
+    for row in rows:
+        index = info["wnids"].index(row["wnid"])
+        mine = labels == index
+        assert float(row["accuracy"]) == pytest.approx((predictions[mine] == index).mean(), abs=1e-4)
+        assert int(row["count"]) == int(mine.sum())
+    assert [float(r["accuracy"]) for r in rows] == sorted(float(r["accuracy"]) for r in rows)
+    hard = [line.split("\t") for line in open(os.path.join(folder, "hard_examples.txt")) if not line.startswith("#")]
+    assert len(hard) == 20 and all(n.endswith(".JPEG") for n, _ in hard)
+    losses = [float(loss) for _, loss in hard]
+    assert losses == sorted(losses, reverse=True)
+    train_names = set(train_split(out, 32)[3])
+    assert {n for n, _ in hard} <= train_names  # hard examples come from train, never val or test
+
+
+def test_analyze_without_a_run_says_so(converted, tmp_path):
+    assert analyze.main(["--data", converted[0], "--run-dir", str(tmp_path), "--resolution", "32"]) == 2

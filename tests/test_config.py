@@ -1,0 +1,63 @@
+"""Config files and --set overrides: values, and one-line errors naming the file and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import DataError
+from training import config as configs
+
+
+def test_shipped_configs_load_and_obey_the_run_rules():
+    for name in ("configs/tiny_imagenet.toml", "configs/ten_classes.toml", "configs/demo.toml"):
+        config = configs.load(name)
+        assert config.total_epochs <= configs.MAX_EPOCHS
+    full = configs.load("configs/tiny_imagenet.toml")
+    assert [s.resolution for s in full.stages] == [32, 48, 64]
+    assert full.schedule.mode.startswith("triangular")
+    ten = configs.load("configs/ten_classes.toml")
+    assert ten.classes == 10 and ten.stages[0].resolution == 32 and ten.stages[0].batch_size == 128
+
+
+def test_overrides_reach_nested_keys_and_list_items():
+    config = configs.load("configs/demo.toml", ["optimizer.weight_decay=1e-4", "stages.1.epochs=7",
+                                                "model=resnet18", "schedule.mode=triangular2",
+                                                "runtime.cache=true"])
+    assert config.optimizer.weight_decay == 1e-4 and config.stages[1].epochs == 7
+    assert config.model == "resnet18" and config.schedule.mode == "triangular2" and config.runtime.cache == "true"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return str(path)
+
+
+STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("optimiser = 1\n" + STAGE, r"c.toml: unknown key 'optimiser'"),
+    ("[optimizer]\nmomentun = 0.9\n" + STAGE, r"c.toml: optimizer: unknown key 'momentun'"),
+    ("model = 3\n" + STAGE, r"model: expected str, got 3"),
+    ("", r"c.toml: no \[\[stages\]\]"),
+    ("[[stages]]\nresolution = 32\nepochs = 300\nbatch_size = 16\n[[stages]]\nresolution = 64\nepochs = 201\n"
+     "batch_size = 16\n", r"501 epochs in total breaks the course rule of at most 500 epochs"),
+    ("[schedule]\nbase_lr = 0.5\nmax_lr = 0.1\n" + STAGE, r"base_lr <= schedule.max_lr"),
+    ('[augment]\npolicy = "flip, rotate, hue"\n' + STAGE,
+     r"3 distinct augmentations; the course rule asks for at least 10"),
+    ('[augment]\npolicy = "flip, swirl"\n' + STAGE, r"augment.policy: unknown augmentation 'swirl'"),
+    ("model = [\n", r"c.toml: not valid TOML"),
+])
+def test_bad_configs_are_refused_with_the_file_and_key(tmp_path, text, message):
+    with pytest.raises(DataError, match=message):
+        configs.load(write(tmp_path, text))
+
+
+def test_missing_file_and_bad_override():
+    with pytest.raises(DataError, match="nope.toml: config file not found"):
+        configs.load("nope.toml")
+    with pytest.raises(DataError, match="expected key=value"):
+        configs.load("configs/demo.toml", ["epochs"])
+    with pytest.raises(DataError, match="no item 5"):
+        configs.load("configs/demo.toml", ["stages.5.epochs=3"])

@@ -1,0 +1,62 @@
+"""The Colab notebook parses, and every command in it exists with the options it uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def notebook_commands():
+    with open(os.path.join(ROOT, "notebooks", "colab.ipynb")) as handle:
+        notebook = json.load(handle)
+    assert notebook["nbformat"] == 4 and notebook["cells"]
+    lines = []
+    for cell in notebook["cells"]:
+        assert cell["cell_type"] in ("markdown", "code")
+        if cell["cell_type"] == "code":
+            source = "".join(cell["source"])
+            compile(re.sub(r"^(\s*)[!%].*$", r"\1pass", source, flags=re.M), "cell", "exec")  # the Python parses
+            lines += [line.strip()[1:] for line in source.splitlines() if line.strip().startswith("!")]
+    return lines
+
+
+def options_of(path):
+    with open(path) as handle:
+        return set(re.findall(r'"(--[a-z][a-z0-9-]*)"', handle.read()))
+
+
+def test_every_python_command_exists_with_its_options():
+    commands = [c for c in notebook_commands() if c.startswith("python ")]
+    assert any("train.py" in c for c in commands) and any("tools.convert" in c for c in commands)
+    for command in commands:
+        words = command.split()
+        if words[1] == "-c":
+            continue
+        if words[1] == "-m":
+            path = os.path.join(ROOT, *words[2].split(".")) + ".py"
+            args = words[3:]
+        else:
+            path = os.path.join(ROOT, words[1])
+            args = words[2:]
+        assert os.path.exists(path), f"{command}: {path} does not exist"
+        known = options_of(path)
+        for arg in args:
+            if arg.startswith("--"):
+                assert arg in known, f"{command}: {os.path.basename(path)} has no option {arg}"
+
+
+def test_every_install_line_names_a_file_that_exists():
+    installs = [c for c in notebook_commands() if c.startswith("pip ")]
+    assert installs
+    for command in installs:
+        for match in re.findall(r"-r (\S+)", command):
+            assert os.path.exists(os.path.join(ROOT, match)), command
+
+
+def test_both_backends_have_a_section():
+    commands = notebook_commands()
+    assert any("--backend jax" in c for c in commands)
+    assert any("train.py" in c and "--backend" not in c for c in commands)

@@ -1,0 +1,241 @@
+"""The trainer end to end: stages, logs, resume after SIGKILL, replicas, workers, refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tools import make_synthetic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """8 learnable classes, 40 train and 10 val images each, at 32 and 48 px."""
+    from tools import convert
+
+    folder = tmp_path_factory.mktemp("train_data")
+    source = str(folder / "tiny.zip")
+    make_synthetic.make_zip(source, num_classes=8, train_per_class=40, val_per_class=10, test_images=4, seed=3)
+    out = str(folder / "records")
+    convert.convert(source, out, [32, 48], shards_per_split=4, workers=1, show_progress=False)
+    return out
+
+
+POLICY = ("flip, translate, scale:p=0.2, rotate:p=0.2, brightness:p=0.3, contrast:p=0.3, saturation:p=0.3, "
+          "hue:p=0.1, grayscale:p=0.05, cutout:p=0.2")
+
+
+def config_file(tmp_path, stages, extra=""):
+    text = f"""
+model = "resnet_tiny"
+label_smoothing = 0.0
+seed = 1
+[optimizer]
+name = "sgd"
+weight_decay = 1e-4
+[schedule]
+base_lr = 0.02
+max_lr = 0.15
+step_size_epochs = 2
+[augment]
+policy = "{POLICY}"
+{extra}
+"""
+    for resolution, epochs, batch in stages:
+        text += f"[[stages]]\nresolution = {resolution}\nepochs = {epochs}\nbatch_size = {batch}\n"
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def train(data, run_dir, config, *extra, env=None, wait=True, timeout=400):
+    command = [sys.executable, os.path.join(ROOT, "train.py"), "--data", data, "--run-dir", run_dir,
+               "--config", config, "--quiet", *extra]
+    if not wait:
+        return subprocess.Popen(command, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(command, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def log_rows(run_dir):
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        return list(csv.DictReader(handle))
+
+
+def weights(run_dir):
+    """The checkpoint's model weights then optimizer variables (the order of their names), and its state."""
+    with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
+        state = json.loads(data["state"].tobytes().decode())
+        arrays = [data[k] for k in sorted(k for k in data.files if k.startswith("w"))]
+        arrays += [data[k] for k in sorted(k for k in data.files if k.startswith("o"))]
+        return arrays, state
+
+
+@pytest.mark.slow
+def test_two_stage_run_learns_and_logs_every_epoch_once(records, tmp_path):
+    run_dir = str(tmp_path / "run")
+    result = train(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "rules: no Dense, no Dropout" in result.stdout and "RULE BROKEN" not in result.stdout
+    rows = log_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 8))
+    assert [int(r["resolution"]) for r in rows] == [32] * 5 + [48] * 2
+    assert [int(r["stage"]) for r in rows] == [1] * 5 + [2] * 2
+    for row in rows:
+        assert float(row["images_per_sec"]) > 0 and 0 <= float(row["val_top5"]) <= 1
+    final = json.load(open(os.path.join(run_dir, "final.json")))
+    assert final["resolution"] == 48 and final["epochs"] == 7
+    assert final["best_val_accuracy"] > 0.35, rows  # chance is 0.125
+    _, state = weights(run_dir)
+    assert state["epoch"] == 7 and state["global_step"] == 7 * (320 // 32)
+    for name in ("best.keras", "curves.png", "config.json", "state.json"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert os.listdir(os.path.join(run_dir, "tensorboard"))
+    # a finished run started again does nothing twice
+    again = train(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]))
+    assert again.returncode == 0 and len(log_rows(run_dir)) == 7
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(records, tmp_path):
+    # Deterministic ops and a checkpoint timer of ~0.1 s, so the kill lands after a mid-epoch save.
+    config = config_file(tmp_path, [(32, 2, 16), (48, 1, 16)],
+                         "[runtime]\ndeterministic = true\ncheckpoint_minutes = 0.002\n")
+    clean = str(tmp_path / "clean")
+    assert train(records, clean, config).returncode == 0
+    killed = str(tmp_path / "killed")
+    process = train(records, killed, config, wait=False)
+    deadline = time.time() + 300
+    state_path = os.path.join(killed, "state.json")
+    while time.time() < deadline:
+        if os.path.exists(state_path):
+            try:
+                state = json.load(open(state_path))
+            except json.JSONDecodeError:
+                continue
+            if state["epoch"] >= 1 and state.get("batch", 0) >= 3:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    interrupted_at = json.load(open(state_path))
+    assert interrupted_at["epoch"] < 3
+    resumed = train(records, killed, config)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert "resuming" in resumed.stdout
+    rows_clean, rows_killed = log_rows(clean), log_rows(killed)
+    assert [r["epoch"] for r in rows_killed] == ["1", "2", "3"]
+    assert [r["lr"] for r in rows_killed] == [r["lr"] for r in rows_clean]
+    (clean_arrays, clean_state), (killed_arrays, killed_state) = weights(clean), weights(killed)
+    assert killed_state["global_step"] == clean_state["global_step"] == 3 * (320 // 16)
+    for a, b in zip(clean_arrays, killed_arrays):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_replicas_on_logical_cpus(records, tmp_path):
+    run_dir = str(tmp_path / "mirrored")
+    result = train(records, run_dir, config_file(tmp_path, [(32, 2, 32)]), "--cpu-replicas", "2")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "2 replica(s)" in result.stdout
+    assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
+    assert weights(run_dir)[1]["global_step"] == 2 * 10
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_worker_multiworker_mirrored_on_localhost(records, tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    config = config_file(tmp_path, [(32, 1, 32)])
+    run_dir = str(tmp_path / "multi")
+    processes = []
+    for index in range(2):
+        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        processes.append(train(records, run_dir, config, "--strategy", "multiworker", env=env, wait=False))
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=240)[0])
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail("multi-worker training did not finish in 240 s")
+    assert all(p.returncode == 0 for p in processes), "\n".join(o[-2000:] for o in outputs)
+    chief, _ = weights(run_dir)
+    worker, state = weights(os.path.join(run_dir, "worker-1"))
+    assert state["global_step"] == 320 // 32
+    # Trainable weights and optimizer slots agree; BatchNorm's moving statistics are each worker's
+    # own (MultiWorkerMirroredStrategy does not synchronise them).
+    names = state["weights"] + state["optimizer_variables"]
+    compared = 0
+    for name, a, b in zip(names, chief, worker):
+        if "moving_" not in name:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+            compared += 1
+    assert compared > 30
+
+
+def test_configs_breaking_the_epoch_limit_are_refused(records, tmp_path):
+    result = train(records, str(tmp_path / "r"), config_file(tmp_path, [(32, 400, 32), (48, 101, 32)]))
+    assert result.returncode == 2
+    assert "501 epochs in total breaks the course rule of at most 500 epochs" in result.stderr
+    assert not os.path.exists(tmp_path / "r" / "checkpoint.npz")
+
+
+def test_a_model_breaking_the_rules_is_refused(records, tmp_path, monkeypatch):
+    import keras
+
+    import model as models
+    from pipeline.errors import DataError
+    from training import config as configs
+    from training.strategy import detect
+    from training.trainer import Trainer
+
+    def dense_model(name, num_classes, **kwargs):
+        inputs = keras.Input((None, None, 3))
+        x = keras.layers.Conv2D(8, 3)(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Dropout(0.2, name="drop")(x)
+        return keras.Model(inputs, keras.layers.Dense(num_classes, name="classifier")(x))
+
+    monkeypatch.setattr(models, "build", dense_model)
+    config = configs.load(config_file(tmp_path, [(32, 1, 32)]))
+    trainer = Trainer(config, records, str(tmp_path / "bad"), detect("cpu"), log=lambda *_: None)
+    with pytest.raises(DataError, match=r"breaks the course rules: no fully connected layers: classifier.*"
+                                        r"|breaks the course rules: no dropout: drop"):
+        trainer.fit()
+
+
+def test_resuming_with_another_config_is_refused(records, tmp_path):
+    run_dir = str(tmp_path / "r")
+    assert train(records, run_dir, config_file(tmp_path, [(32, 1, 32)])).returncode == 0
+    other = train(records, run_dir, config_file(tmp_path, [(32, 1, 32)]), "--set", "seed=5")
+    assert other.returncode == 2 and "holds a run with another model" in other.stderr
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    result = train(str(tmp_path / "nowhere"), str(tmp_path / "r"), "configs/demo.toml")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "manifest.json: missing" in result.stderr

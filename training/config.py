@@ -1,0 +1,219 @@
+"""Run configuration: a TOML file (stdlib tomllib) plus `--set key=value` overrides, validated.
+
+Every mistake is answered with one line naming the file and the key: an unknown key (a typo
+would otherwise be ignored silently for a 500-epoch run), a wrong type, an impossible value,
+more than 500 epochs in total.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+
+from pipeline.errors import DataError
+
+MAX_EPOCHS = 500
+MIN_AUGMENTATIONS = 10
+
+
+@dataclasses.dataclass
+class Stage:
+    resolution: int
+    epochs: int
+    batch_size: int
+
+
+@dataclasses.dataclass
+class Optimizer:
+    name: str = "sgd"  # sgd | adam | adamw
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # decoupled (AdamW-style) for adamw and sgd
+    clipnorm: float = 0.0
+
+
+@dataclasses.dataclass
+class Schedule:
+    mode: str = "triangular"  # triangular | triangular2 | exp_range
+    base_lr: float = 0.01
+    max_lr: float = 0.1
+    step_size_epochs: float = 4.0  # half a cycle, in epochs (Smith: 2-10 epochs)
+    gamma: float = 1.0  # exp_range: decay per epoch
+
+
+@dataclasses.dataclass
+class Augment:
+    policy: typing.Any = "default"  # "default", "none", "flip, rotate:p=0.5" or a list of tables
+    on: str = "host"  # host | device (inside the compiled train step; TensorFlow backend only)
+    hard_examples: str = ""  # a file written by tools.analyze
+    hard_fraction: float = 0.0
+
+
+@dataclasses.dataclass
+class Runtime:
+    mixed_precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
+    steps_per_execution: int = 0  # 0: auto (32 on TPU, 1 elsewhere)
+    jit_compile: str = "auto"  # auto | true | false
+    checkpoint_minutes: float = 20.0  # also save mid-epoch when an epoch runs longer than this
+    cache: str = "auto"  # auto (records of <= 32 px in RAM) | true | false
+    deterministic: bool = False  # op determinism: reproducible to the last bit, slower
+
+
+@dataclasses.dataclass
+class Config:
+    model: str = "resnet18"
+    stages: list[Stage] = dataclasses.field(default_factory=list)
+    optimizer: Optimizer = dataclasses.field(default_factory=Optimizer)
+    schedule: Schedule = dataclasses.field(default_factory=Schedule)
+    augment: Augment = dataclasses.field(default_factory=Augment)
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)
+    label_smoothing: float = 0.1
+    classes: int = 0  # 0: every class in the records; N: the first N
+    seed: int = 0
+    final_resolution: int = 0  # 0: the largest stage resolution
+    source: str = ""  # where it was read from, for messages
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(s.epochs for s in self.stages)
+
+    def fingerprint(self) -> str:
+        """What must not change when a run resumes (stages, model, schedule, seed)."""
+        keep = {"model": self.model, "stages": [dataclasses.asdict(s) for s in self.stages],
+                "schedule": dataclasses.asdict(self.schedule), "seed": self.seed, "classes": self.classes}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        return data
+
+
+def _fill(cls, data: dict, where: str):
+    """Build dataclass `cls` from `data`, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: expected a table, got {data!r}".lstrip(": "))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields) - {"source"})
+    if unknown:
+        known = ", ".join(k for k in fields if k != "source")
+        raise DataError(f"{where}: unknown key {unknown[0]!r} (known: {known})".lstrip(": "))
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hint):
+            values[name] = _fill(hint, value, key)
+        elif name == "stages":
+            if not isinstance(value, list):
+                raise DataError(f"{key}: expected a list of [[stages]] tables")
+            values[name] = [_fill(Stage, s, f"{key}[{i}]") for i, s in enumerate(value)]
+        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+            values[name] = float(value)
+        elif hint is str and isinstance(value, bool):  # cache = true reads as naturally as "true"
+            values[name] = str(value).lower()
+        elif hint in (int, float, str, bool) and type(value) is not hint:
+            raise DataError(f"{key}: expected {hint.__name__}, got {value!r}")
+        else:
+            values[name] = value
+    return cls(**values)
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word: a string
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """`optimizer.weight_decay=1e-4`, `stages.0.epochs=3`, `model=resnet34`: change `data` in place."""
+    if "=" not in assignment:
+        raise DataError(f"--set {assignment!r}: expected key=value")
+    path, _, text = assignment.partition("=")
+    keys = path.strip().split(".")
+    target = data
+    for key in keys[:-1]:
+        if isinstance(target, list):
+            if not key.isdigit() or int(key) >= len(target):
+                raise DataError(f"--set {assignment!r}: no item {key} in {path}")
+            target = target[int(key)]
+        else:
+            target = target.setdefault(key, {})
+    last = keys[-1]
+    if isinstance(target, list):
+        if not last.isdigit() or int(last) >= len(target):
+            raise DataError(f"--set {assignment!r}: no item {last}")
+        target[int(last)] = _parse_value(text.strip())
+    else:
+        target[last] = _parse_value(text.strip())
+
+
+def load(path: str | None, overrides: list[str] = ()) -> Config:
+    data: dict = {}
+    where = path or "--set"
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise DataError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise DataError(f"{path}: not valid TOML ({error})") from None
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        config = _fill(Config, data, "")
+    except DataError as error:
+        raise DataError(f"{where}: {error}") from None
+    config.source = where
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Values that cannot work, and the course's run rules (500 epochs at most)."""
+    where = config.source
+    if not config.stages:
+        raise DataError(f"{where}: no [[stages]]; add at least one (resolution, epochs, batch_size)")
+    for i, stage in enumerate(config.stages):
+        if stage.resolution < 8 or stage.epochs < 1 or stage.batch_size < 1:
+            raise DataError(f"{where}: stages[{i}] needs resolution >= 8, epochs >= 1, batch_size >= 1")
+    if config.total_epochs > MAX_EPOCHS:
+        raise DataError(f"{where}: {config.total_epochs} epochs in total breaks the course rule of at most "
+                        f"{MAX_EPOCHS} epochs")
+    from model.resnet import PRESETS  # keras is imported by now; the backend was fixed by train.py
+
+    if config.model not in PRESETS:
+        raise DataError(f"{where}: model={config.model!r}: unknown preset (choose from {', '.join(PRESETS)})")
+    if config.optimizer.name not in ("sgd", "adam", "adamw"):
+        raise DataError(f"{where}: optimizer.name={config.optimizer.name!r}: expected sgd, adam or adamw")
+    if config.schedule.mode not in ("triangular", "triangular2", "exp_range"):
+        raise DataError(f"{where}: schedule.mode={config.schedule.mode!r}: expected triangular, triangular2 "
+                        "or exp_range")
+    if not 0 < config.schedule.base_lr <= config.schedule.max_lr:
+        raise DataError(f"{where}: need 0 < schedule.base_lr <= schedule.max_lr")
+    if config.schedule.step_size_epochs <= 0:
+        raise DataError(f"{where}: schedule.step_size_epochs must be positive")
+    if config.augment.on not in ("host", "device"):
+        raise DataError(f"{where}: augment.on={config.augment.on!r}: expected host or device")
+    if config.runtime.mixed_precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
+        raise DataError(f"{where}: runtime.mixed_precision={config.runtime.mixed_precision!r}")
+    if config.runtime.cache not in ("auto", "true", "false") or config.runtime.jit_compile not in (
+            "auto", "true", "false"):
+        raise DataError(f"{where}: runtime.cache and runtime.jit_compile take auto, true or false (as strings)")
+    if not 0 <= config.label_smoothing < 1:
+        raise DataError(f"{where}: label_smoothing must be in [0, 1)")
+    from pipeline import augment
+
+    try:
+        steps = augment.parse_policy(config.augment.policy)
+    except DataError as error:
+        raise DataError(f"{where}: augment.policy: {str(error).split(': ', 1)[-1]}") from None
+    if len({s.name for s in steps}) < MIN_AUGMENTATIONS:
+        raise DataError(f"{where}: augment.policy has {len({s.name for s in steps})} distinct augmentations; the "
+                        f"course rule asks for at least {MIN_AUGMENTATIONS}")

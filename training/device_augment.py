@@ -1,0 +1,36 @@
+"""`augment.on = "device"`: run the augmentation policy inside the compiled train step.
+
+Two host cores (Colab's free tier) may not feed a fast accelerator. The policy's functions are
+pure TF ops that compile with XLA, so the very same code can run on the GPU/TPU instead: the
+pipeline then only reads and batches uint8 records, and the train step augments the batch before
+the forward pass, seeded by (seed, optimizer step) so it stays reproducible and resumable.
+
+TensorFlow backend only: the augmentations are TF ops, which JAX cannot compile. Under JAX the
+policy runs in tf.data on the host (TPU VMs have many host cores), and this setting is refused.
+"""
+
+from __future__ import annotations
+
+from pipeline.errors import DataError
+
+
+def augment_in_train_step(net, policy_spec, seed: int, backend: str) -> None:
+    if backend != "tensorflow":
+        raise DataError('augment.on = "device" needs the TensorFlow backend; under JAX keep augment.on = "host" '
+                        "(the policy runs in tf.data on the TPU host)")
+    import tensorflow as tf
+
+    from pipeline.augment import Policy
+    from training.checkpoint import inner_optimizer
+
+    policy = Policy(policy_spec)
+    plain_step = net.train_step
+
+    def train_step(data):
+        images, labels = data[0], data[1]
+        step = tf.cast(inner_optimizer(net.optimizer).iterations, tf.int64)
+        images, labels = policy(images, labels, tf.stack([tf.constant(seed, tf.int64), step]))
+        return plain_step((images, labels))
+
+    # Keras builds its train function from `self.train_step`: an instance attribute takes precedence.
+    net.train_step = train_step

@@ -1,0 +1,270 @@
+"""Progressive-resizing training that resumes by itself: the engine behind train.py.
+
+Stages run small images first (32 -> 48 -> 64 px). Epochs are numbered globally across stages,
+one optimizer step counter drives the cyclical schedule across all of them, and the data of
+every epoch is a pure function of (seed, epoch): a run restarted from its run directory picks
+up at the checkpointed epoch (or mid-epoch, after a timer checkpoint) and carries on exactly
+as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import posixpath
+import time
+
+import keras
+
+import model as models
+from model import rules
+from pipeline import dataset
+from pipeline import manifest as manifests
+from pipeline.errors import DataError
+from training import callbacks, checkpoint
+from training.config import Config
+from training.schedules import StagedCyclicalLearningRate
+from training.strategy import Runtime
+
+
+@dataclasses.dataclass
+class StagePlan:
+    index: int
+    resolution: int
+    batch_size: int
+    first_epoch: int
+    epochs: int
+    steps_per_epoch: int
+    first_step: int
+
+    @property
+    def last_epoch(self) -> int:
+        return self.first_epoch + self.epochs
+
+
+def plan(config: Config, data_dir: str) -> tuple[list[StagePlan], dict]:
+    """Stage boundaries in epochs and steps, from the manifests (counts, never a scan)."""
+    stages, epoch, step, manifest = [], 0, 0, None
+    for index, stage in enumerate(config.stages):
+        manifest = manifests.load(data_dir, stage.resolution)
+        count = _train_count(manifest, config.classes)
+        steps = count // stage.batch_size
+        if steps < 1:
+            raise DataError(f"{config.source}: stages[{index}] batch_size {stage.batch_size} exceeds the "
+                            f"{count} training examples at {stage.resolution}px")
+        stages.append(StagePlan(index, stage.resolution, stage.batch_size, epoch, stage.epochs, steps, step))
+        epoch += stage.epochs
+        step += stage.epochs * steps
+    return stages, manifest
+
+
+def _train_count(manifest: dict, classes: int) -> int:
+    split = manifest["splits"]["train"]
+    if not classes:
+        return split["num_examples"]
+    if classes > len(manifest["classes"]):
+        raise DataError(f"classes={classes}: the records hold {len(manifest['classes'])} classes")
+    return sum(split["class_counts"][:classes])
+
+
+def make_optimizer(config: Config, schedule):
+    settings = config.optimizer
+    common = {"learning_rate": schedule}
+    if settings.clipnorm:
+        common["clipnorm"] = settings.clipnorm
+    decay = settings.weight_decay or None
+    if settings.name == "sgd":
+        # Keras 3 applies weight_decay decoupled from the gradient (lr * wd * w), as in SGDW.
+        return keras.optimizers.SGD(momentum=settings.momentum, nesterov=settings.nesterov, weight_decay=decay,
+                                    **common)
+    if settings.name == "adam":
+        return keras.optimizers.Adam(**common)
+    return keras.optimizers.AdamW(weight_decay=settings.weight_decay, **common)
+
+
+def run_rules(config: Config, net) -> tuple[list[str], str]:
+    """The course's rules for this model and run: what is broken, and the report to print."""
+    violations, text = rules.report(net)
+    broken = [str(v) for v in violations]
+    lines = [text, f"epochs: {config.total_epochs} in total (limit 500)",
+             f"augmentations: {len({s.name for s in _policy_steps(config)})} named variants "
+             f"({', '.join(dict.fromkeys(s.name for s in _policy_steps(config)))})",
+             f"learning rate: cyclical ({config.schedule.mode}, bonus)",
+             "data: trains on the train split only; test records are never opened; no pretrained weights"]
+    return broken, "\n".join(lines)
+
+
+def _policy_steps(config: Config):
+    from pipeline import augment
+
+    return augment.parse_policy(config.augment.policy)
+
+
+def _build_without_a_distributed_batch(net, resolution: int, num_classes: int) -> None:
+    """Work around Keras 3 under MultiWorkerMirroredStrategy.
+
+    Before the first step `fit` builds the metrics from the first batch, which it averages with
+    `strategy.reduce("MEAN", batch)`; MultiWorkerMirroredStrategy rejects that nested reduce
+    ("Attempt to convert a value (PerReplica...)"). Building from a dummy batch of the right
+    shapes beforehand and skipping that step gives the same state.
+    """
+    import numpy as np
+
+    images = np.zeros((2, resolution, resolution, 3), np.uint8)
+    labels = np.zeros((2, num_classes), np.float32)
+    net._symbolic_build(data_batch=(images, labels))
+    net._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+class Trainer:
+    def __init__(self, config: Config, data_dir: str, run_dir: str, runtime: Runtime, verbose: int = 1,
+                 log=print):
+        if runtime.kind == "multiworker" and not runtime.is_chief:
+            # Every worker saves (collectives need them all), each into its own folder.
+            run_dir = posixpath.join(run_dir, f"worker-{runtime.worker_index}")
+        self.config, self.data_dir, self.run_dir, self.runtime = config, data_dir, run_dir, runtime
+        self.verbose, self.log = verbose, log
+        self.stages, last_manifest = plan(config, data_dir)
+        self.num_classes = config.classes or len(last_manifest["classes"])
+        self.mean, self.std = last_manifest["mean"], last_manifest["std"]
+        self.final_resolution = config.final_resolution or max(s.resolution for s in config.stages)
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _check_run_dir(self) -> dict | None:
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(self.run_dir)
+        saved_config = posixpath.join(self.run_dir, "config.json")
+        state = checkpoint.read_state(self.run_dir)
+        if state is not None and state.get("fingerprint") != self.config.fingerprint():
+            raise DataError(f"{self.run_dir}: holds a run with another model, stages, schedule or seed; "
+                            "use a new --run-dir (or the original config to resume)")
+        with tf.io.gfile.GFile(saved_config, "w") as handle:
+            handle.write(json.dumps(self.config.to_dict(), indent=1))
+        return state
+
+    def build_model(self):
+        keras.mixed_precision.set_global_policy(self.runtime.mixed_precision)
+        with self.runtime.scope():
+            net = models.build(self.config.model, self.num_classes, mean=self.mean, std=self.std)
+            broken, report = run_rules(self.config, net)
+            self.log(report)
+            if broken:
+                raise DataError("the model breaks the course rules: " + "; ".join(broken))
+            self.schedule = StagedCyclicalLearningRate(
+                self.config.schedule.base_lr, self.config.schedule.max_lr, self.config.schedule.step_size_epochs,
+                [(s.first_step, s.first_epoch, s.steps_per_epoch) for s in self.stages],
+                self.config.schedule.mode, self.config.schedule.gamma)
+            runtime_settings = self.config.runtime
+            steps_per_execution = runtime_settings.steps_per_execution or (32 if self.runtime.kind == "tpu" else 1)
+            jit = {"auto": "auto", "true": True, "false": False}[runtime_settings.jit_compile]
+            net.compile(optimizer=make_optimizer(self.config, self.schedule),
+                        loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing),
+                        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                                 keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+                        steps_per_execution=steps_per_execution, jit_compile=jit)
+            checkpoint.inner_optimizer(net.optimizer).build(net.trainable_variables)
+            if self.runtime.kind == "multiworker":
+                _build_without_a_distributed_batch(net, self.stages[0].resolution, self.num_classes)
+        if self.config.augment.on == "device":
+            from training.device_augment import augment_in_train_step
+
+            augment_in_train_step(net, self.config.augment.policy, self.config.seed, self.runtime.backend)
+        return net
+
+    def _datasets(self, stage: StagePlan, first_epoch: int, skip_batches: int):
+        config = self.config
+        cache = {"auto": stage.resolution <= 32, "true": True, "false": False}[config.runtime.cache]
+        host_policy = config.augment.policy if config.augment.on == "host" else None
+        classes = config.classes or None
+
+        def train(context):
+            ds, _ = dataset.build(self.data_dir, "train", stage.resolution, stage.batch_size, policy=host_policy,
+                                  seed=config.seed, first_epoch=first_epoch, epochs=stage.last_epoch - first_epoch,
+                                  cache=cache, classes=classes, input_context=context,
+                                  hard_examples=config.augment.hard_examples or None,
+                                  hard_fraction=config.augment.hard_fraction, steps_per_epoch=stage.steps_per_epoch)
+            return ds.skip(skip_batches) if skip_batches else ds
+
+        def val(context):
+            return dataset.build(self.data_dir, "val", stage.resolution, stage.batch_size, classes=classes,
+                                 cache=cache, input_context=context)[0]
+
+        return self.runtime.distribute(train), self.runtime.distribute(val)
+
+    # -- the run ----------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        state = self._check_run_dir()
+        net = self.build_model()
+        if state is not None:
+            state = checkpoint.load(self.run_dir, net)
+            callbacks.trim_log(self.run_dir, state["epoch"])
+            self.log(f"resuming {self.run_dir}: {state['epoch']} epochs done"
+                     + (f" and {state['batch']} batches of the next" if state.get("batch") else "")
+                     + f", global step {callbacks.global_step(net)}")
+        else:
+            state = {"epoch": 0, "batch": 0, "global_step": 0, "fingerprint": self.config.fingerprint()}
+        total = self.config.total_epochs
+        for stage in self.stages:
+            if state["epoch"] >= stage.last_epoch:
+                continue
+            state = self._run_stage(net, stage, state)
+        self.log(f"training done: {total} epochs; best val top-1 {state.get('best_val_accuracy', float('nan')):.4f} "
+                 f"at epoch {state.get('best_epoch')}")
+        return self.final_evaluation(net, state)
+
+    def _run_stage(self, net, stage: StagePlan, state: dict) -> dict:
+        start = max(state["epoch"], stage.first_epoch)
+        skip = state.get("batch", 0) if state["epoch"] == start else 0
+        self.log(f"stage {stage.index + 1}/{len(self.stages)}: {stage.resolution}px, batch {stage.batch_size}, "
+                 f"epochs {start + 1}-{stage.last_epoch}, {stage.steps_per_epoch} steps each")
+        with dataset.naming_corrupt_shards(self.data_dir, stage.resolution):
+            train, val = self._datasets(stage, start, skip)
+            end_of_epoch = callbacks.EpochEnd(self.run_dir, stage.index, stage.resolution, stage.batch_size,
+                                              self.schedule, state, self.config.runtime.checkpoint_minutes,
+                                              first_batch=skip)
+            extra = [self._tensorboard()] if _has_tensorboard() else []
+            if skip:  # finish the epoch a timer checkpoint interrupted, then carry on normally
+                net.fit(train, validation_data=val, initial_epoch=start, epochs=start + 1,
+                        steps_per_epoch=stage.steps_per_epoch - skip, callbacks=[end_of_epoch, *extra],
+                        verbose=self.verbose, shuffle=False)
+                start += 1
+                if start < stage.last_epoch:
+                    train, val = self._datasets(stage, start, 0)
+            if start < stage.last_epoch:
+                net.fit(train, validation_data=val, initial_epoch=start, epochs=stage.last_epoch,
+                        steps_per_epoch=stage.steps_per_epoch, callbacks=[end_of_epoch, *extra],
+                        verbose=self.verbose, shuffle=False)
+        return end_of_epoch.state
+
+    def _tensorboard(self):
+        return keras.callbacks.TensorBoard(posixpath.join(self.run_dir, "tensorboard"), write_graph=False,
+                                           update_freq="epoch")
+
+    def final_evaluation(self, net, state: dict) -> dict:
+        """Top-1/top-5 on val at the final resolution with the last weights, saved as final.json."""
+        import tensorflow as tf
+
+        resolution = self.final_resolution
+        started = time.monotonic()
+        with dataset.naming_corrupt_shards(self.data_dir, resolution):
+            val = self.runtime.distribute(lambda context: dataset.build(
+                self.data_dir, "val", resolution, self.stages[-1].batch_size, classes=self.config.classes or None,
+                input_context=context)[0])
+            scores = net.evaluate(val, verbose=0, return_dict=True)
+        result = {"resolution": resolution, "val_accuracy": float(scores["accuracy"]),
+                  "val_top5": float(scores["top5"]), "val_loss": float(scores["loss"]),
+                  "epochs": state["epoch"], "best_val_accuracy": state.get("best_val_accuracy"),
+                  "best_epoch": state.get("best_epoch"), "seconds": round(time.monotonic() - started, 1),
+                  "backend": self.runtime.backend}
+        with tf.io.gfile.GFile(posixpath.join(self.run_dir, "final.json"), "w") as handle:
+            handle.write(json.dumps(result, indent=1))
+        self.log(f"final evaluation at {resolution}px: top-1 {result['val_accuracy']:.4f}, "
+                 f"top-5 {result['val_top5']:.4f}")
+        return result
