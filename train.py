@@ -44,6 +44,8 @@ def parse(argv):
     parser.add_argument("--stage-data", metavar="LOCAL_DIR", help="copy the needed records here first")
     parser.add_argument("--cpu-replicas", type=int, default=1,
                         help="split the CPU into N logical devices and train data-parallel (testing without GPUs)")
+    parser.add_argument("--stop-after", type=int, metavar="N",
+                        help="train N more epochs, checkpoint and stop (fits a Colab session; run again to continue)")
     parser.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
     return parser.parse_args(argv)
 
@@ -84,7 +86,9 @@ def main(argv=None) -> int:
         keras.utils.set_random_seed(config.seed)
         trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet else 1,
                           log=lambda line: print(line, flush=True))
-        trainer.fit()
+        if args.stop_after is not None and args.stop_after < 1:
+            raise DataError("--stop-after: must be at least 1 epoch")
+        trainer.fit(args.stop_after)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -140,3 +140,15 @@ def test_cyclical_lr_refuses_bad_settings():
         CyclicalLearningRate(1e-2, 1e-3, 10)
     with pytest.raises(ValueError, match="step_size"):
         CyclicalLearningRate(1e-3, 1e-2, 0)
+
+
+def test_staged_schedule_counts_epochs_across_stages():
+    from training.schedules import StagedCyclicalLearningRate
+
+    # stage 1: 10 steps an epoch from step 0; stage 2: 4 steps an epoch from step 30 (epoch 3)
+    schedule = StagedCyclicalLearningRate(0.01, 0.1, 2.0, [(0, 0, 10), (30, 3, 4)])
+    for step, epochs in ((0, 0.0), (10, 1.0), (25, 2.5), (30, 3.0), (32, 3.5), (34, 4.0)):
+        assert float(schedule.epoch_at(step)) == pytest.approx(epochs)
+        assert float(schedule(step)) == pytest.approx(reference(int(epochs * 100), 0.01, 0.1, 200), rel=1e-5)
+    again = StagedCyclicalLearningRate.from_config(schedule.get_config())
+    assert float(again(33)) == float(schedule(33))

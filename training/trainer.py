@@ -199,7 +199,8 @@ class Trainer:
         return self.runtime.distribute(train), self.runtime.distribute(val)
 
     # -- the run ----------------------------------------------------------------------------------
-    def fit(self) -> dict:
+    def fit(self, stop_after: int | None = None) -> dict | None:
+        """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
         state = self._check_run_dir()
         net = self.build_model()
         if state is not None:
@@ -211,19 +212,25 @@ class Trainer:
         else:
             state = {"epoch": 0, "batch": 0, "global_step": 0, "fingerprint": self.config.fingerprint()}
         total = self.config.total_epochs
+        until = min(total, state["epoch"] + stop_after) if stop_after else total
         for stage in self.stages:
-            if state["epoch"] >= stage.last_epoch:
+            if state["epoch"] >= min(stage.last_epoch, until):
                 continue
-            state = self._run_stage(net, stage, state)
+            state = self._run_stage(net, stage, state, until)
+        if state["epoch"] < total:
+            self.log(f"stopped after epoch {state['epoch']} of {total} as asked; run the same command to continue")
+            return None
         self.log(f"training done: {total} epochs; best val top-1 {state.get('best_val_accuracy', float('nan')):.4f} "
                  f"at epoch {state.get('best_epoch')}")
         return self.final_evaluation(net, state)
 
-    def _run_stage(self, net, stage: StagePlan, state: dict) -> dict:
+    def _run_stage(self, net, stage: StagePlan, state: dict, until: int) -> dict:
         start = max(state["epoch"], stage.first_epoch)
+        end = min(stage.last_epoch, until)
         skip = state.get("batch", 0) if state["epoch"] == start else 0
         self.log(f"stage {stage.index + 1}/{len(self.stages)}: {stage.resolution}px, batch {stage.batch_size}, "
-                 f"epochs {start + 1}-{stage.last_epoch}, {stage.steps_per_epoch} steps each")
+                 f"epochs {start + 1}-{end} of {stage.first_epoch + 1}-{stage.last_epoch}, "
+                 f"{stage.steps_per_epoch} steps each")
         with dataset.naming_corrupt_shards(self.data_dir, stage.resolution):
             train, val = self._datasets(stage, start, skip)
             end_of_epoch = callbacks.EpochEnd(self.run_dir, stage.index, stage.resolution, stage.batch_size,
@@ -235,10 +242,10 @@ class Trainer:
                         steps_per_epoch=stage.steps_per_epoch - skip, callbacks=[end_of_epoch, *extra],
                         verbose=self.verbose, shuffle=False)
                 start += 1
-                if start < stage.last_epoch:
+                if start < end:
                     train, val = self._datasets(stage, start, 0)
-            if start < stage.last_epoch:
-                net.fit(train, validation_data=val, initial_epoch=start, epochs=stage.last_epoch,
+            if start < end:
+                net.fit(train, validation_data=val, initial_epoch=start, epochs=end,
                         steps_per_epoch=stage.steps_per_epoch, callbacks=[end_of_epoch, *extra],
                         verbose=self.verbose, shuffle=False)
         return end_of_epoch.state

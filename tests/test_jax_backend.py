@@ -1,0 +1,87 @@
+"""The same trainer under Keras-on-JAX (each run its own process: the backend is fixed at import).
+
+Covers what Colab's TPU runtime does, on this CPU: training that learns, SIGKILL and restart,
+checkpoints moving between TensorFlow and JAX in both directions, and a 2-device DataParallel run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from tests.test_train import ENV, config_file, log_rows, records, train, weights  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")]
+
+JAX = ["--backend", "jax"]
+
+
+def test_two_stage_run_under_jax_learns(records, tmp_path):  # noqa: F811
+    run_dir = str(tmp_path / "jax")
+    result = train(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]), *JAX)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "backend jax" in result.stdout and "rules: no Dense" in result.stdout
+    rows = log_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 8))
+    final = json.load(open(os.path.join(run_dir, "final.json")))
+    assert final["backend"] == "jax" and final["best_val_accuracy"] > 0.35  # chance: 0.125
+
+
+def test_sigkill_under_jax_then_restart_gives_contiguous_epochs(records, tmp_path):  # noqa: F811
+    config = config_file(tmp_path, [(32, 3, 16)], "[runtime]\ncheckpoint_minutes = 0.002\n")
+    run_dir = str(tmp_path / "killed")
+    process = train(records, run_dir, config, *JAX, wait=False)
+    state_path = os.path.join(run_dir, "state.json")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if json.load(open(state_path))["epoch"] >= 1:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    resumed = train(records, run_dir, config, *JAX)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2", "3"]
+    assert weights(run_dir)[1]["global_step"] == 3 * 20
+
+
+@pytest.mark.parametrize("first,second", [("tensorflow", "jax"), ("jax", "tensorflow")])
+def test_a_run_moves_between_backends(records, tmp_path, first, second):  # noqa: F811
+    config = config_file(tmp_path, [(32, 3, 32), (48, 1, 32)])
+    reference = str(tmp_path / "reference")
+    assert train(records, reference, config, "--backend", first).returncode == 0
+    moved = str(tmp_path / "moved")
+    started = train(records, moved, config, "--backend", first, "--stop-after", "2")
+    assert started.returncode == 0 and "stopped after epoch 2 of 4" in started.stdout
+    finished = train(records, moved, config, "--backend", second)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert f"backend {second}" in finished.stdout and "resuming" in finished.stdout
+    assert "2 epochs done, global step 20" in finished.stdout
+    rows, expected = log_rows(moved), log_rows(reference)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert [r["lr"] for r in rows] == [r["lr"] for r in expected]  # the schedule continues on time
+    # the first epoch after the move continues from the trained weights: no reset to chance
+    assert float(rows[2]["accuracy"]) == pytest.approx(float(expected[2]["accuracy"]), abs=0.08)
+    assert float(rows[2]["loss"]) == pytest.approx(float(expected[2]["loss"]), rel=0.05)
+    assert weights(moved)[1]["global_step"] == 3 * 10 + 10
+
+
+def test_two_device_data_parallel_on_cpu(records, tmp_path):  # noqa: F811
+    env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    run_dir = str(tmp_path / "dp")
+    result = train(records, run_dir, config_file(tmp_path, [(32, 2, 32)]), *JAX, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 replica(s)" in result.stdout
+    assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
+    arrays, state = weights(run_dir)
+    assert state["global_step"] == 20 and all(np.isfinite(a).all() for a in arrays)
