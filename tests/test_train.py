@@ -239,3 +239,18 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "manifest.json: missing" in result.stderr
+
+
+def test_augmentation_on_the_device_trains_under_tensorflow_and_is_refused_under_jax(records, tmp_path):
+    config = config_file(tmp_path, [(32, 1, 32)], '[runtime]\njit_compile = "true"\n')
+    with open(config) as handle:
+        text = handle.read().replace("[augment]\n", '[augment]\non = "device"\n')
+    with open(config, "w") as handle:
+        handle.write(text)
+    run_dir = str(tmp_path / "device")
+    result = train(records, run_dir, config)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [r["epoch"] for r in log_rows(run_dir)] == ["1"]
+    refused = train(records, str(tmp_path / "jax"), config, "--backend", "jax")
+    assert refused.returncode == 2
+    assert 'augment.on = "device" needs the TensorFlow backend' in refused.stderr

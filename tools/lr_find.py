@@ -74,7 +74,7 @@ def run(data: str, model_name: str, resolution: int, batch_size: int = 128, star
                 self.model.stop_training = True  # the loss exploded: the sweep is over
 
     recorder = Recorder()
-    net.fit(train, steps_per_epoch=steps, epochs=1, callbacks=[recorder], verbose=verbose)
+    net.fit(train, steps_per_epoch=steps, epochs=1, callbacks=[recorder], verbose=verbose, shuffle=False)
     lrs, losses = recorder.lrs, [x if math.isfinite(x) else float("inf") for x in recorder.losses]
     base_lr, max_lr = suggest(lrs, losses)
     os.makedirs(out, exist_ok=True)

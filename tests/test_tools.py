@@ -1,0 +1,70 @@
+"""Benchmark, preview, model card and data staging: outputs and values, not just 'it runs'."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import pytest
+from PIL import Image
+
+from pipeline.errors import DataError
+from tools import benchmark, model_card, preview
+from training import staging
+
+
+def test_benchmark_rows_and_json(converted, tmp_path):
+    out = str(tmp_path / "bench.json")
+    assert benchmark.main(["--data", converted[0], "--resolution", "32", "--batch-size", "16", "--augment",
+                           "flip,cutout", "--seconds", "0.3", "--repeats", "2", "--json", out,
+                           "--plot", str(tmp_path / "bench.png")]) == 0
+    result = json.load(open(out))
+    assert result["resolution"] == 32 and result["batch_size"] == 16 and result["cpu_count"] == os.cpu_count()
+    names = [r["augmentation"] for r in result["results"]]
+    assert names == ["read", "none", "flip", "cutout", "policy:default", "policy:keras-ops", "keras"]
+    assert all(r["images_per_sec"] > 0 for r in result["results"])
+    assert Image.open(tmp_path / "bench.png").size[0] > 300
+
+
+def test_preview_draws_one_row_per_augmentation(converted, tmp_path):
+    path = str(tmp_path / "grid.png")
+    assert preview.main(["--data", converted[0], "--resolution", "32", "--out", path, "--augment",
+                         "flip,rotate,cutmix", "--columns", "4"]) == 0
+    grid = Image.open(path)
+    tile = 32 * 2 + 2
+    assert grid.size == (110 + 4 * tile, 4 * tile)  # originals + 3 augmentations
+
+
+def test_model_card_receptive_field_and_multiply_adds_by_hand():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)  # rf 3
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)  # rf 5, jump 2
+    y = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(x)  # rf 9
+    x = keras.layers.Add()([x, y])
+    net = keras.Model(inputs, x)
+    assert model_card.receptive_field(net) == 9
+    expected = 16 * 16 * 9 * 3 * 8 + 8 * 8 * 9 * 8 * 8 + 8 * 8 * 9 * 8 * 8
+    assert model_card.multiply_adds(net) == expected
+    text = model_card.card("resnet18", [32, 64])
+    assert "12,653,704 parameters" in text and "receptive field 109 px" in text
+
+
+def test_stage_data_copies_once_and_checks_sha256(converted, tmp_path):
+    target = str(tmp_path / "local")
+    staging.stage(converted[0], target, [32], log=lambda *_: None)
+    copied = sorted(os.listdir(os.path.join(target, "32px")))
+    assert "manifest.json" in copied and len(copied) == 1 + 9
+    stamp = os.path.getmtime(os.path.join(target, "32px", "train-00000-of-00003.tfrecord"))
+    lines = []
+    staging.stage(converted[0], target, [32], log=lines.append)
+    assert "0 shard(s) copied" in lines[0]
+    assert os.path.getmtime(os.path.join(target, "32px", "train-00000-of-00003.tfrecord")) == stamp
+    broken = os.path.join(target, "32px", "val-00002-of-00003.tfrecord")
+    with open(broken, "r+b") as handle:
+        handle.write(b"xx")
+    lines = []
+    staging.stage(converted[0], target, [32], log=lines.append)
+    assert "1 shard(s) copied" in lines[0]
+    with pytest.raises(DataError, match="48px/manifest.json: missing"):
+        staging.stage(converted[0], target, [48])
