@@ -293,8 +293,6 @@ def naming_corrupt_shards(data_dir: str, resolution: int, splits=("train", "val"
         if isinstance(error, tf.errors.InvalidArgumentError) and "record" not in str(error).lower() \
                 and "reshape" not in str(error).lower():
             raise
-        from tools.convert import sha256_of
-
         manifest = manifests.load(data_dir, resolution)
         bad = []
         for split in splits:
@@ -302,7 +300,7 @@ def naming_corrupt_shards(data_dir: str, resolution: int, splits=("train", "val"
                 continue
             for path, shard in zip(manifests.shard_paths(data_dir, resolution, manifest, split),
                                    manifest["splits"][split]["shards"]):
-                if sha256_of(path) != shard["sha256"]:
+                if manifests.sha256_of(path) != shard["sha256"]:
                     bad.append(path)
         found = re.search(r"(corrupted|truncated) record at \d+", str(error))
         first_line = found.group(0) if found else type(error).__name__

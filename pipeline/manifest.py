@@ -8,6 +8,7 @@ Colab disconnect interrupted resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 
@@ -25,6 +26,15 @@ def _gfile():
     import tensorflow as tf  # deferred: the converter's worker processes never need TensorFlow
 
     return tf.io.gfile
+
+
+def sha256_of(path: str) -> str:
+    """The sha256 of a file anywhere tf.io.gfile reaches (local, Drive, gs://)."""
+    digest = hashlib.sha256()
+    with _gfile().GFile(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: str) -> dict | None:

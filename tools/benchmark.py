@@ -101,12 +101,10 @@ def run(data: str, resolution: int, batch_size: int, names: list[str], seconds: 
 
 
 def plot(result: dict, path: str) -> bool:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no chart written", file=sys.stderr)
+    from training import plots
+
+    plt = plots.pyplot()
+    if plt is None:
         return False
     rows = result["results"]
     figure, axis = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5))
@@ -114,9 +112,7 @@ def plot(result: dict, path: str) -> bool:
     axis.set_xlabel("images / second")
     axis.set_title(f"input pipeline at {result['resolution']} px, batch {result['batch_size']}, "
                    f"{result['cpu_count']} CPUs")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    plots.save(figure, path)
     return True
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from pipeline import imaging
 from pipeline import manifest as manifests
 from pipeline.errors import DataError
+from pipeline.manifest import sha256_of
 from pipeline.tiny_imagenet import OFFICIAL_URL, Entry, Source, open_source
 
 SPLITS = ("train", "val", "test")
@@ -126,16 +127,6 @@ def process_shard(source: Source, entries: list[Entry], labels: dict[str, int], 
 
 
 # -- writing (main process) ---------------------------------------------------------------------------
-def sha256_of(path: str) -> str:
-    import tensorflow as tf
-
-    digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_shard(path: str, examples: list) -> str:
     """Write records under a temporary name, rename when complete; return the sha256."""
     import tensorflow as tf

@@ -88,11 +88,10 @@ def run(data: str, model_name: str, resolution: int, batch_size: int = 128, star
 
 
 def _plot(lrs, losses, base_lr, max_lr, path) -> bool:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    from training import plots
+
+    plt = plots.pyplot()
+    if plt is None:
         return False
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(lrs, losses, alpha=0.3, label="loss")
@@ -104,9 +103,7 @@ def _plot(lrs, losses, base_lr, max_lr, path) -> bool:
     axis.set_xlabel("learning rate")
     axis.set_ylabel("training loss")
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    plots.save(figure, path)
     return True
 
 

@@ -74,12 +74,10 @@ def compute(data: str, resolution: int) -> dict:
 
 def draw(stats: dict, out: str) -> list[str]:
     """The two PNGs (needs matplotlib; returns the paths written)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no charts written", file=sys.stderr)
+    from training import plots
+
+    plt = plots.pyplot("charts")
+    if plt is None:
         return []
     os.makedirs(out, exist_ok=True)
     written = []
@@ -91,10 +89,7 @@ def draw(stats: dict, out: str) -> list[str]:
     axis.set_ylabel("share of pixels")
     axis.set_title(f"colour histograms, train split at {stats['resolution']} px")
     axis.legend()
-    figure.tight_layout()
-    written.append(os.path.join(out, "colour_histograms.png"))
-    figure.savefig(written[-1], dpi=90)
-    plt.close(figure)
+    written.append(plots.save(figure, os.path.join(out, "colour_histograms.png"), dpi=90))
     figure, axis = plt.subplots(figsize=(8, 4))
     axis.hist(stats["_areas"], bins=50, range=(0, 1), color="#3a7dc9")
     axis.axvline(stats["box_area_fraction"]["q50"], color="black", linestyle="--", label="median")
@@ -102,10 +97,7 @@ def draw(stats: dict, out: str) -> list[str]:
     axis.set_ylabel("images")
     axis.set_title("object sizes (from the boxes files)")
     axis.legend()
-    figure.tight_layout()
-    written.append(os.path.join(out, "box_areas.png"))
-    figure.savefig(written[-1], dpi=90)
-    plt.close(figure)
+    written.append(plots.save(figure, os.path.join(out, "box_areas.png"), dpi=90))
     return written
 
 

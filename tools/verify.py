@@ -38,11 +38,10 @@ def check_shard(path: str, expected: dict, encoding: str, resolution: int) -> st
     import tensorflow as tf
 
     from pipeline import records
-    from tools.convert import sha256_of
 
     if not tf.io.gfile.exists(path):
         return "missing"
-    if sha256_of(path) != expected["sha256"]:
+    if manifests.sha256_of(path) != expected["sha256"]:
         return "sha256 differs from the manifest"
     count = 0
     try:

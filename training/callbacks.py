@@ -128,14 +128,11 @@ class EpochEnd(keras.callbacks.Callback):
 
 def plot_curves(run_dir: str) -> bool:
     """curves.png: loss and accuracy per epoch, train and val, with stage boundaries."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+    from training import plots
+
     rows = read_log(run_dir)
-    if not rows:
+    plt = plots.pyplot("curves.png") if rows else None
+    if plt is None:
         return False
     epochs = [int(r["epoch"]) for r in rows]
 
@@ -156,10 +153,5 @@ def plot_curves(run_dir: str) -> bool:
                 axis.axvline(int(row["epoch"]) - 0.5, color="grey", linewidth=0.8, linestyle=":")
         axis.set_xlabel("epoch")
         axis.legend()
-    figure.tight_layout()
-    local = posixpath.join(tempfile.gettempdir(), f"curves-{time.time_ns()}.png")
-    figure.savefig(local, dpi=90)
-    plt.close(figure)
-    _gfile().copy(local, posixpath.join(run_dir, "curves.png"), overwrite=True)
-    _gfile().remove(local)
+    plots.save(figure, posixpath.join(run_dir, "curves.png"), dpi=90)
     return True

@@ -17,7 +17,7 @@ from pipeline.errors import DataError
 def stage(source: str, target: str, resolutions, log=print) -> str:
     import tensorflow as tf
 
-    from tools.convert import sha256_of
+    from pipeline.manifest import sha256_of
 
     for resolution in sorted(set(resolutions)):
         manifest = manifests.load(source, resolution)
