@@ -190,7 +190,11 @@ class Trainer:
                                   cache=cache, classes=classes, input_context=context,
                                   hard_examples=config.augment.hard_examples or None,
                                   hard_fraction=config.augment.hard_fraction, steps_per_epoch=stage.steps_per_epoch)
-            return ds.skip(skip_batches) if skip_batches else ds
+            if not skip_batches:
+                return ds
+            # A step takes one batch per replica from its worker's pipeline.
+            per_step = context.num_replicas_in_sync // context.num_input_pipelines if context else 1
+            return ds.skip(skip_batches * per_step)
 
         def val(context):
             return dataset.build(self.data_dir, "val", stage.resolution, stage.batch_size, classes=classes,
