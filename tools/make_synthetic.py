@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import zipfile
 
 import numpy as np
@@ -96,6 +97,7 @@ def make_zip(path: str, num_classes: int = 10, train_per_class: int = 50, val_pe
     """
     rng = np.random.default_rng(seed)
     wnids = [wnid_for(i) for i in range(num_classes)]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     grayscale: set[str] = set()
     counter = 0
 
