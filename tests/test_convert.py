@@ -295,3 +295,18 @@ def test_real_ten_class_slice(tmp_path):
         assert manifest["splits"]["val"]["num_examples"] == 500
         assert sum(manifest["grayscale_sources"].values()) > 0
     assert verify.verify(str(tmp_path), report=lambda *_: None) == []
+
+
+def test_make_synthetic_writes_the_official_layout_into_a_new_folder(tmp_path):
+    path = tmp_path / "new" / "folder" / "s.zip"
+    make_synthetic.main(["--out", str(path), "--classes", "2", "--train-per-class", "3", "--val-per-class", "2",
+                         "--test-images", "1"])
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        wnids = z.read("tiny-imagenet-200/wnids.txt").decode()
+        annotations = z.read("tiny-imagenet-200/val/val_annotations.txt").decode().split("\n")
+    assert not wnids.endswith("\n") and len(wnids.split("\n")) == 2  # like the real file
+    assert len([n for n in names if "/train/" in n and n.endswith(".JPEG")]) == 6
+    assert len([n for n in names if n.endswith("_boxes.txt")]) == 2
+    assert len([n for n in names if "/val/images/" in n]) == 4 and len([a for a in annotations if a]) == 4
+    assert len([n for n in names if "/test/images/" in n]) == 1
