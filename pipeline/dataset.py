@@ -121,7 +121,8 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
           policy=None, seed: int = 0, first_epoch: int = 0, epochs: int | None = None, cache: bool = False,
           classes=None, input_context: tf.distribute.InputContext | None = None, normalise: bool = False,
           jit: bool = True, hard_examples: str | None = None, hard_fraction: float = 0.0,
-          with_filenames: bool = False, steps_per_epoch: int | None = None) -> tuple[tf.data.Dataset, SplitInfo]:
+          with_filenames: bool = False, steps_per_epoch: int | None = None,
+          pad_to: int = 1) -> tuple[tf.data.Dataset, SplitInfo]:
     """The dataset of one split and what the trainer needs to know about it.
 
     Images come out uint8 [B, res, res, 3] (the model normalises them: see `normalize`), or
@@ -138,6 +139,9 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
     epoch length unchanged. `with_filenames`: yield (images, labels, filenames), for analysis.
     `steps_per_epoch`: make every epoch exactly this many steps (a trainer with several workers
     passes the global count, so that no worker runs out before the others).
+    `pad_to`: evaluation batches padded to a multiple of this (JAX's DataParallel splits every
+    batch evenly over its devices), yielding (images, labels, sample weights) with weight 0 on
+    the padding, so that metrics still count every real example exactly once.
     """
     training = split == "train" if training is None else training
     manifest = manifests.load(data_dir, resolution)
@@ -175,6 +179,8 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
         batches_per_epoch = steps * replicas_per_pipeline  # whole steps: epochs never straddle a step
     else:
         batch_size = _even_eval_batch(num_examples, batch_size, replicas_per_pipeline)
+        if pad_to > 1:
+            batch_size = max(pad_to, batch_size // pad_to * pad_to)
         steps = batches_per_epoch = -(-num_examples // batch_size)
 
     label_map = None
@@ -214,6 +220,8 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
         dataset = dataset.enumerate()
         dataset = dataset.map(lambda i, s: batch_fn(tf.stack([tf.cast(seed, tf.int64), i]), s),
                               num_parallel_calls=AUTOTUNE, deterministic=True)
+        if pad_to > 1:
+            dataset = dataset.map(lambda images, labels: _pad_batch(images, labels, pad_to))
         return dataset.prefetch(AUTOTUNE), info
 
     hard = _hard_records(in_order, hard_examples, hard_fraction, batch_size)
@@ -253,6 +261,16 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
         one_epoch, cycle_length=2, block_length=batches_per_epoch, num_parallel_calls=2, deterministic=True)
     dataset = dataset.map(batch_fn, num_parallel_calls=AUTOTUNE, deterministic=True)
     return dataset.prefetch(AUTOTUNE), info
+
+
+def _pad_batch(images, labels, multiple: int):
+    """Pad a (short, last) batch with zero images to a multiple of `multiple`; weight 0 marks them."""
+    count = tf.shape(images)[0]
+    extra = (multiple - count % multiple) % multiple
+    images = tf.pad(images, [[0, extra], [0, 0], [0, 0], [0, 0]])
+    labels = tf.pad(labels, [[0, extra], [0, 0]])
+    weights = tf.concat([tf.ones([count]), tf.zeros([extra])], axis=0)
+    return images, labels, weights
 
 
 def _even_eval_batch(count: int, batch_size: int, replicas: int) -> int:

@@ -169,3 +169,19 @@ def test_bad_requests_are_named(converted):
         dataset.build(converted[0], "train", 32, 1000)
     with pytest.raises(DataError, match="no 'holdout' split"):
         dataset.build(converted[0], "holdout", 32, 16)
+
+
+def test_padded_evaluation_batches_count_every_real_example_once(converted):
+    import keras
+
+    import model
+
+    padded, _ = dataset.build(converted[0], "val", 32, 7, pad_to=4)
+    batches = collect(padded)
+    assert all(len(b[0]) % 4 == 0 for b in batches)
+    assert sum(b[2].sum() for b in batches) == 30 and sum(len(b[0]) for b in batches) == 32
+    net = model.build("resnet_tiny", 6)
+    net.compile(loss="categorical_crossentropy", weighted_metrics=[keras.metrics.CategoricalAccuracy(name="acc")])
+    plain = net.evaluate(dataset.build(converted[0], "val", 32, 7)[0], verbose=0, return_dict=True)
+    weighted = net.evaluate(padded, verbose=0, return_dict=True)
+    assert weighted["acc"] == pytest.approx(plain["acc"])

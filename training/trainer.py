@@ -135,6 +135,11 @@ class Trainer:
         self.mean, self.std = last_manifest["mean"], last_manifest["std"]
         self.final_resolution = config.final_resolution or max(s.resolution for s in config.stages)
 
+    @property
+    def _pad_to(self) -> int:
+        """JAX's DataParallel needs every batch divisible by its device count; TensorFlow does not."""
+        return self.runtime.replicas if self.runtime.backend == "jax" else 1
+
     # -- set-up -----------------------------------------------------------------------------------
     def _check_run_dir(self) -> dict | None:
         import tensorflow as tf
@@ -166,8 +171,9 @@ class Trainer:
             jit = {"auto": "auto", "true": True, "false": False}[runtime_settings.jit_compile]
             net.compile(optimizer=make_optimizer(self.config, self.schedule),
                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing),
-                        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                                 keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+                        # weighted: evaluation batches padded for JAX's DataParallel carry weight 0
+                        weighted_metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                                          keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
                         steps_per_execution=steps_per_execution, jit_compile=jit)
             checkpoint.inner_optimizer(net.optimizer).build(net.trainable_variables)
             if self.runtime.kind == "multiworker":
@@ -198,7 +204,7 @@ class Trainer:
 
         def val(context):
             return dataset.build(self.data_dir, "val", stage.resolution, stage.batch_size, classes=classes,
-                                 cache=cache, input_context=context)[0]
+                                 cache=cache, input_context=context, pad_to=self._pad_to)[0]
 
         return self.runtime.distribute(train), self.runtime.distribute(val)
 
@@ -267,7 +273,7 @@ class Trainer:
         with dataset.naming_corrupt_shards(self.data_dir, resolution):
             val = self.runtime.distribute(lambda context: dataset.build(
                 self.data_dir, "val", resolution, self.stages[-1].batch_size, classes=self.config.classes or None,
-                input_context=context)[0])
+                input_context=context, pad_to=self._pad_to)[0])
             scores = net.evaluate(val, verbose=0, return_dict=True)
         result = {"resolution": resolution, "val_accuracy": float(scores["accuracy"]),
                   "val_top5": float(scores["top5"]), "val_loss": float(scores["loss"]),
