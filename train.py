@@ -47,7 +47,12 @@ def parse(argv):
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="train N more epochs, checkpoint and stop (fits a Colab session; run again to continue)")
     parser.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.stop_after is not None and args.stop_after < 1:
+        parser.error("--stop-after: must be at least 1 epoch")
+    if args.cpu_replicas < 1:
+        parser.error("--cpu-replicas: must be at least 1")
+    return args
 
 
 def main(argv=None) -> int:
@@ -86,8 +91,6 @@ def main(argv=None) -> int:
         keras.utils.set_random_seed(config.seed)
         trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet else 1,
                           log=lambda line: print(line, flush=True))
-        if args.stop_after is not None and args.stop_after < 1:
-            raise DataError("--stop-after: must be at least 1 epoch")
         trainer.fit(args.stop_after)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)

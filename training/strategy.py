@@ -42,12 +42,6 @@ class Runtime:
         return self.strategy.distribute_datasets_from_function(make)
 
     @property
-    def workers(self) -> int:
-        if self.kind != "multiworker":
-            return 1
-        return len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [1]))
-
-    @property
     def is_chief(self) -> bool:
         return self.worker_index == 0
 
