@@ -254,3 +254,14 @@ def test_augmentation_on_the_device_trains_under_tensorflow_and_is_refused_under
     refused = train(records, str(tmp_path / "jax"), config, "--backend", "jax")
     assert refused.returncode == 2
     assert 'augment.on = "device" needs the TensorFlow backend' in refused.stderr
+
+
+def test_asking_for_an_accelerator_that_is_not_there_is_one_clear_line(records, tmp_path):
+    config = config_file(tmp_path, [(32, 1, 32)])
+    tpu = train(records, str(tmp_path / "tpu"), config, "--strategy", "tpu")
+    assert tpu.returncode == 2
+    line = tpu.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: --strategy tpu: TensorFlow sees no TPU") and "Installed: tensorflow 2." in line
+    assert "tensorflow-tpu" in line and "--backend jax" in line
+    gpu = train(records, str(tmp_path / "gpu"), config, "--strategy", "gpu")
+    assert gpu.returncode == 2 and "--strategy gpu: TensorFlow sees no GPU" in gpu.stderr
