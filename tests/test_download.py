@@ -1,0 +1,70 @@
+"""The URL source: download with resume (HTTP Range) from a server on localhost, then convert."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+
+import pytest
+
+from pipeline.errors import DataError
+from pipeline.tiny_imagenet import download
+from tools import convert
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves one file and honours `Range: bytes=N-`, like the official host."""
+
+    payload = b""
+    requests: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        if self.path != "/tiny-imagenet-200.zip":
+            self.send_error(404)
+            return
+        start = 0
+        header = self.headers.get("Range")
+        if header:
+            start = int(header.split("=")[1].rstrip("-"))
+        type(self).requests.append(header)
+        body = self.payload[start:]
+        self.send_response(206 if header else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(synthetic_zip):
+    RangeHandler.payload = open(synthetic_zip[0], "rb").read()
+    RangeHandler.requests = []
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), RangeHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_an_interrupted_download_resumes_where_it_stopped(server, tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    half = len(RangeHandler.payload) // 2
+    (folder / "tiny-imagenet-200.zip.part").write_bytes(RangeHandler.payload[:half])
+    path = download(f"{server}/tiny-imagenet-200.zip", str(folder))
+    assert open(path, "rb").read() == RangeHandler.payload
+    assert RangeHandler.requests == [f"bytes={half}-"]  # only the missing half was fetched
+    assert not os.path.exists(folder / "tiny-imagenet-200.zip.part")
+    download(f"{server}/tiny-imagenet-200.zip", str(folder))  # finished: no second request
+    assert len(RangeHandler.requests) == 1
+
+
+def test_convert_from_a_url(server, synthetic_zip, tmp_path):
+    result = convert.convert(f"{server}/tiny-imagenet-200.zip", str(tmp_path / "out"), [32], classes="2",
+                             workers=1, show_progress=False, download_dir=str(tmp_path / "cache"))[32]
+    assert result["splits"]["train"]["num_examples"] == 60
+    with pytest.raises(DataError, match="missing.zip: download failed"):
+        download(f"{server}/missing.zip", str(tmp_path / "cache"))
