@@ -39,25 +39,31 @@ class SplitInfo:
     mean: list[float]
     std: list[float]
     manifest: dict
+    classes: list[dict]  # the manifest's {wnid, words} of each label, in label order
 
 
-def _class_mapping(manifest: dict, classes) -> tuple[list[int], int]:
-    """Indices into the manifest's classes that a subset keeps (None keeps all)."""
+def class_indices(manifest: dict, classes) -> list[int]:
+    """Indices into the manifest's classes that a subset keeps: None keeps all, an int N the
+    first N, a list of wnids those (in manifest order). Label i of the subset is class keep[i]."""
     total = len(manifest["classes"])
     if classes is None:
-        return list(range(total)), total
+        return list(range(total))
     if isinstance(classes, int):
         if not 1 <= classes <= total:
             raise DataError(f"classes={classes}: the records hold {total} classes")
-        return list(range(classes)), classes
+        return list(range(classes))
     wnids = [c["wnid"] for c in manifest["classes"]]
     missing = [c for c in classes if c not in wnids]
     if missing:
         raise DataError(f"classes: {', '.join(missing)} not in the records' manifest")
-    return sorted(wnids.index(c) for c in classes), len(classes)
+    return sorted(wnids.index(c) for c in classes)
 
 
-def _subset_count(manifest: dict, split: str, keep: list[int]) -> int:
+def split_count(manifest: dict, split: str, classes=None) -> int:
+    """Examples of a split that a class subset keeps, from the manifest's counts (never a scan)."""
+    keep = class_indices(manifest, classes)
+    if len(keep) == len(manifest["classes"]):
+        return manifest["splits"][split]["num_examples"]
     counts = manifest["splits"][split].get("class_counts")
     if counts is None:
         raise DataError(f"{split}: manifest lacks class_counts; convert again to train on a class subset")
@@ -150,9 +156,10 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
                         f"{manifest['resolution']} px")
     files = manifests.shard_paths(data_dir, resolution, manifest, split)
     _check_sizes(files, manifest["splits"][split]["shards"])
-    keep, num_classes = _class_mapping(manifest, classes)
-    subset = len(keep) != len(manifest["classes"])
-    num_examples = _subset_count(manifest, split, keep) if subset else manifest["splits"][split]["num_examples"]
+    keep = class_indices(manifest, classes)
+    num_classes = len(keep)
+    subset = num_classes != len(manifest["classes"])
+    num_examples = split_count(manifest, split, classes)
 
     pipelines, pipeline_id, replicas_per_pipeline = 1, 0, 1
     if input_context is not None:
@@ -212,7 +219,8 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
     in_order = read(tf.data.Dataset.from_tensor_slices(files))
     if cache:
         in_order = in_order.cache()
-    info = SplitInfo(num_examples, batch_size, steps, num_classes, manifest["mean"], manifest["std"], manifest)
+    info = SplitInfo(num_examples, batch_size, steps, num_classes, manifest["mean"], manifest["std"], manifest,
+                     [manifest["classes"][i] for i in keep])
 
     if not training:
         # A known length spares Keras a trip into the end of the data ("input ran out" warnings).

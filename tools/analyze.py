@@ -93,10 +93,8 @@ def analyze(data: str, run_dir: str, resolution: int = 64, batch_size: int = 256
     classes = classes if classes is not None else (run_config.get("classes") or None)
     net = load_model(run_dir)
     probabilities, labels, names, images, info = predict(net, data, "val", resolution, batch_size, classes)
-    manifest_classes = info.manifest["classes"][: info.num_classes] if classes is None or isinstance(classes, int) \
-        else [c for c in info.manifest["classes"] if c["wnid"] in classes]
-    wnids = [c["wnid"] for c in manifest_classes]
-    words = [c["words"] or c["wnid"] for c in manifest_classes]
+    wnids = [c["wnid"] for c in info.classes]
+    words = [c["words"] or c["wnid"] for c in info.classes]
     predictions = probabilities.argmax(1)
     top5 = np.argsort(-probabilities, axis=1)[:, :5]
     summary = {"resolution": resolution, "num_examples": int(labels.size),

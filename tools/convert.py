@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -255,7 +256,7 @@ def convert(source_location: str, out: str, resolutions: list[int], encoding: st
         pool = concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
     try:
-        with bars() if show_progress else _no_bars() as progress:
+        with bars() if show_progress else contextlib.nullcontext() as progress:
             for split, shards in plan.items():
                 todo = [i for i in range(len(shards)) if not all(o.done(split, i) for o in outputs.values())]
                 done_examples = sum(len(shards[i]) for i in range(len(shards)) if i not in todo)
@@ -276,14 +277,6 @@ def convert(source_location: str, out: str, resolutions: list[int], encoding: st
         if pool:
             pool.shutdown(cancel_futures=True)
     return {r: o.finish() for r, o in outputs.items()}
-
-
-class _no_bars:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

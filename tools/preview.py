@@ -24,18 +24,18 @@ def grid_rows(data: str, resolution: int, names: list[str], columns: int, seed: 
     """[(row label, uint8 images [columns, res, res, 3])], the first row unaugmented."""
     import tensorflow as tf
 
-    from pipeline import augment, dataset
-
-    source, info = dataset.build(data, "train", resolution, columns, training=False, normalise=False)
-    images, labels = next(iter(source))
-    bbox = None
-    manifest_steps = {s.name: s for s in augment.parse_policy(policy_spec)} if policy_spec else {}
-    # the boxes: read them from the same records for the box-aware crop
+    from pipeline import augment, records
     from pipeline import manifest as manifests
-    from pipeline import records
-    files = manifests.shard_paths(data, resolution, info.manifest, "train")
-    serialized = next(iter(tf.data.TFRecordDataset(files).batch(columns)))
-    bbox = records.parse_batch(serialized)["bbox"]
+
+    # Read the first records directly: the box-aware crop needs their boxes, which the training
+    # pipeline does not hand out.
+    manifest = manifests.load(data, resolution)
+    files = manifests.shard_paths(data, resolution, manifest, "train")
+    parsed = records.parse_batch(next(iter(tf.data.TFRecordDataset(files).batch(columns))))
+    images = records.decode_images(parsed["image"], manifest["encoding"], resolution)
+    labels = tf.one_hot(parsed["label"], len(manifest["classes"]))
+    bbox = parsed["bbox"]
+    manifest_steps = {s.name: s for s in augment.parse_policy(policy_spec)} if policy_spec else {}
     rows = [("original", images.numpy().astype(np.uint8))]
     for name in names:
         step = manifest_steps.get(name)

@@ -47,7 +47,7 @@ def plan(config: Config, data_dir: str) -> tuple[list[StagePlan], dict]:
     stages, epoch, step, manifest = [], 0, 0, None
     for index, stage in enumerate(config.stages):
         manifest = manifests.load(data_dir, stage.resolution)
-        count = _train_count(manifest, config.classes)
+        count = dataset.split_count(manifest, "train", config.classes or None)
         steps = count // stage.batch_size
         if steps < 1:
             raise DataError(f"{config.source}: stages[{index}] batch_size {stage.batch_size} exceeds the "
@@ -56,15 +56,6 @@ def plan(config: Config, data_dir: str) -> tuple[list[StagePlan], dict]:
         epoch += stage.epochs
         step += stage.epochs * steps
     return stages, manifest
-
-
-def _train_count(manifest: dict, classes: int) -> int:
-    split = manifest["splits"]["train"]
-    if not classes:
-        return split["num_examples"]
-    if classes > len(manifest["classes"]):
-        raise DataError(f"classes={classes}: the records hold {len(manifest['classes'])} classes")
-    return sum(split["class_counts"][:classes])
 
 
 def make_optimizer(config: Config, schedule):
