@@ -1,11 +1,12 @@
 """Build the tf.data input of one split at one resolution from a converted folder.
 
-    files -> (per input pipeline) -> interleave -> [cache] -> shuffle -> batch -> parse_example on
-    the batch -> decode -> augment (one XLA function per batch) -> uint8 images -> prefetch
+    files -> (per input pipeline) -> interleave in a fixed order -> [cache] -> this epoch's
+    permutation (pipeline/epoch_order.py) -> batch -> parse_example on the batch -> decode ->
+    augment (one XLA function per batch) -> uint8 images -> prefetch
 
 Parsing and augmenting whole batches costs one kernel launch per batch instead of one per image.
 Training data is built epoch by epoch (`Dataset.range(first_epoch, ...).flat_map(...)`) with every
-random choice seeded from (seed, epoch, batch): the data of epoch 37 is the same whether a run
+random choice seeded from (seed, epoch, input pipeline, batch): the data of epoch 37 is the same whether a run
 got there in one go or resumed after a disconnect. Each epoch yields exactly
 `num_examples // batch_size` batches: augmentation replaces samples and never adds any.
 """
@@ -19,13 +20,12 @@ import re
 
 import tensorflow as tf
 
+from pipeline import epoch_order, records
 from pipeline import manifest as manifests
-from pipeline import records
 from pipeline.augment import Policy
 from pipeline.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
-SHUFFLE_BUFFER = 16_384
 
 
 @dataclasses.dataclass
@@ -233,38 +233,27 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
         return dataset.prefetch(AUTOTUNE), info
 
     hard = _hard_records(in_order, hard_examples, hard_fraction, batch_size)
-    buffer = min(num_examples, SHUFFLE_BUFFER if not cache else num_examples)
-    file_tensor = tf.constant(files)
-
-    def epoch_records(epoch_seed):
-        """This epoch's record stream, in an order that depends only on (seed, epoch).
-
-        Uncached: the shard files in a per-epoch permutation (stateless index_shuffle). Cached:
-        the cached stream rotated by a per-epoch offset. Either way the shuffle buffer after it
-        (a fixed Python seed: tensor seeds break `Dataset.shuffle` under a global seed of 0)
-        then gives a different order every epoch, and the same one after a resume.
-        """
-        key = tf.stack([tf.cast(seed, tf.int64), epoch_seed])
-        if cache:
-            offset = tf.random.stateless_uniform([], key, 0, num_examples, dtype=tf.int64, alg="philox")
-            return in_order.skip(offset).concatenate(in_order.take(offset))
-        order = tf.data.Dataset.range(len(files)).map(lambda i: tf.gather(
-            file_tensor, tf.random.experimental.index_shuffle(i, key, len(files) - 1)))
-        return read(order)
+    window = epoch_order.window_size(num_examples, _record_bytes(manifest, split))
 
     def one_epoch(epoch):
-        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
-        shuffled = epoch_records(epoch_seed).shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+        """This epoch's batches, in an order that depends only on (seed, epoch, input pipeline)."""
+        ordered = epoch_order.permuted(in_order, num_examples,
+                                       epoch_order.key(seed, epoch_order.ORDER, epoch, pipeline_id), window)
         if hard is not None:
-            shuffled = _mix_in_hard(shuffled, hard, hard_fraction, batch_size, seed)
+            hard_stream = epoch_order.reshuffled_forever(
+                hard, epoch_order.key(seed, epoch_order.HARD, epoch, pipeline_id))
+            ordered = _mix_in_hard(ordered, hard_stream, hard_fraction, batch_size)
         if steps_per_epoch:  # a worker whose shards hold fewer examples wraps around instead of running dry
-            shuffled = shuffled.repeat()
-        batches = shuffled.batch(batch_size, drop_remainder=True).take(batches_per_epoch).enumerate()
-        return batches.map(lambda i, serialized: (tf.stack([epoch_seed, i]), serialized))
+            ordered = ordered.repeat()
+        batches = ordered.batch(batch_size, drop_remainder=True).take(batches_per_epoch).enumerate()
+        # Augmentation seeds: one per batch, and distinct per input pipeline (several workers).
+        augment_key = epoch_order.key(seed, epoch_order.AUGMENT, epoch, pipeline_id)
+        return batches.map(lambda i, serialized: (
+            tf.random.experimental.stateless_fold_in(augment_key, i, alg="philox"), serialized))
 
     last = first_epoch + epochs if epochs is not None else 2**62
     # Two epochs open at once, read in strict order (block = one whole epoch): the next epoch's
-    # shuffle buffer fills in the background instead of stalling the accelerator at every epoch start.
+    # first window fills in the background instead of stalling the accelerator at every epoch start.
     dataset = tf.data.Dataset.range(first_epoch, last).interleave(
         one_epoch, cycle_length=2, block_length=batches_per_epoch, num_parallel_calls=2, deterministic=True)
     dataset = dataset.map(batch_fn, num_parallel_calls=AUTOTUNE, deterministic=True)
@@ -356,15 +345,23 @@ def _hard_records(records_ds, path: str | None, fraction: float, batch_size: int
     return hard.cache()
 
 
-def _mix_in_hard(shuffled, hard, fraction: float, batch_size: int, seed: int):
+def _mix_in_hard(ordered, hard_stream, fraction: float, batch_size: int):
     """Replace `round(fraction * batch)` records of every batch with hard examples.
 
     Slots come in a fixed pattern per batch (choose_from_datasets), so every batch has the same
     share; the normal stream simply supplies fewer records per batch, and the epoch keeps its
-    number of batches (`take(steps)` in the caller).
+    number of batches (`take(steps)` in the caller). The normal records left over at the end of
+    the epoch are a fresh random set every epoch, since the order is.
     """
     per_batch = max(1, round(fraction * batch_size))
     pattern = [1] * per_batch + [0] * (batch_size - per_batch)
     choice = tf.data.Dataset.from_tensor_slices(tf.constant(pattern, tf.int64)).repeat()
-    hard_stream = hard.shuffle(10_000, seed=seed + 17).repeat()
-    return tf.data.Dataset.choose_from_datasets([shuffled.repeat(), hard_stream], choice)
+    return tf.data.Dataset.choose_from_datasets([ordered.repeat(), hard_stream], choice)
+
+
+def _record_bytes(manifest: dict, split: str) -> float:
+    """Mean bytes of a serialised record (from the manifest's shard sizes; raw size if absent)."""
+    shards = manifest["splits"][split]["shards"]
+    if shards and all("bytes" in s for s in shards):
+        return sum(s["bytes"] for s in shards) / max(1, sum(s["num_examples"] for s in shards))
+    return manifest["resolution"] ** 2 * 3 + 64

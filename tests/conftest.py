@@ -31,3 +31,46 @@ def converted(synthetic_zip, tmp_path_factory):
     manifests = convert.convert(synthetic_zip[0], out, [32, 64], shards_per_split=3, include_test=True,
                                 workers=1, show_progress=False)
     return out, manifests, synthetic_zip[1]
+
+
+def write_split(folder: str, *, examples: int, shards: int, classes: int, resolution: int = 8) -> str:
+    """Records of a large synthetic train split written directly (tiny raw images, a few bytes
+    each), with a manifest as the converter writes it: epoch-scale properties are tested above every
+    buffer and window size without converting 20,000 images. Example i has filename 'i', label
+    i % classes and every pixel equal to i % 251."""
+    import numpy as np
+
+    from pipeline import manifest as manifests
+    from pipeline import records
+
+    target = manifests.resolution_dir(folder, resolution)
+    os.makedirs(target, exist_ok=True)
+    bounds = np.linspace(0, examples, shards + 1).round().astype(int)
+    entries = []
+    import tensorflow as tf
+
+    for index in range(shards):
+        name = records.shard_name("train", index, shards)
+        path = os.path.join(target, name)
+        labels = [i % classes for i in range(bounds[index], bounds[index + 1])]
+        with tf.io.TFRecordWriter(path) as writer:
+            for i in range(bounds[index], bounds[index + 1]):
+                image = bytes([i % 251]) * (resolution * resolution * 3)
+                writer.write(records.serialize(image, i % classes, str(i), (0.0, 0.0, 1.0, 1.0)))
+        counts = np.bincount(labels, minlength=classes).tolist()
+        entries.append({"file": name, "num_examples": len(labels), "sha256": manifests.sha256_of(path),
+                        "bytes": os.path.getsize(path), "class_counts": counts})
+    manifest = {"format_version": manifests.FORMAT_VERSION, "resolution": resolution, "encoding": "raw",
+                "classes": [{"wnid": f"n{c:08d}", "words": f"class {c}"} for c in range(classes)],
+                "splits": {"train": {"num_examples": examples, "shards": entries,
+                                     "class_counts": np.sum([e["class_counts"] for e in entries], 0).tolist()}},
+                "mean": [125.0] * 3, "std": [72.0] * 3, "complete": True}
+    manifests.write_json(os.path.join(target, manifests.NAME), manifest)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def large_split(tmp_path_factory):
+    """20,480 examples in 16 shards at 8 px: above the window of the epoch order when it is cut
+    to 1 MiB, as tests do to force several passes."""
+    return write_split(str(tmp_path_factory.mktemp("large")), examples=20_480, shards=16, classes=10)

@@ -1,0 +1,112 @@
+"""Every epoch a fresh uniform random order, at a scale above every window and buffer.
+
+20,480 examples in 16 shards: a shuffle buffer of 16,384 after an interleave of the shards gave
+consecutive epochs a position correlation far from 0. The expectations are what two independent
+uniform random permutations give: Spearman's rho ~ N(0, 1/(n-1)), batch-mate overlap
+(B-1)/(n-1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import dataset, epoch_order
+
+EXAMPLES, BATCH = 20_480, 256
+
+
+def epochs_of(data, epochs=2, first_epoch=0, **kwargs):
+    ds, info = dataset.build(data, "train", 8, BATCH, epochs=epochs, first_epoch=first_epoch, with_filenames=True,
+                             **kwargs)
+    names = np.concatenate([batch[2].numpy() for batch in ds]).astype(int)
+    per_epoch = info.steps_per_epoch * BATCH
+    return [names[i * per_epoch:(i + 1) * per_epoch] for i in range(epochs)]
+
+
+def assert_random_like(first, second, batch=BATCH):
+    stats = epoch_order.order_statistics(first, second, batch)
+    n = stats["examples"]
+    assert abs(stats["position_spearman"]) < 4 / np.sqrt(n - 1), stats  # 4 standard deviations
+    expected = (batch - 1) / (n - 1)
+    assert abs(stats["batchmate_overlap"] - expected) < 0.15 * expected, stats
+
+
+@pytest.fixture(params=[None, 1 << 20], ids=["one-window", "several-windows"])
+def window_bytes(request, monkeypatch):
+    if request.param is not None:
+        monkeypatch.setattr(epoch_order, "WINDOW_BYTES", request.param)
+    return request.param
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cache", [False, True], ids=["from-disk", "cached"])
+def test_each_epoch_is_a_fresh_random_order_with_every_example_once(large_split, cache, window_bytes):
+    first, second = epochs_of(large_split, cache=cache)
+    for epoch in (first, second):
+        np.testing.assert_array_equal(np.sort(epoch), np.arange(EXAMPLES))  # every example exactly once
+    assert_random_like(first, second)
+    # Nor does an epoch keep the reading order (shard by shard, interleaved).
+    assert abs(np.corrcoef(first, np.arange(EXAMPLES))[0, 1]) < 4 / np.sqrt(EXAMPLES - 1)
+
+
+@pytest.mark.slow
+def test_order_is_a_function_of_seed_and_epoch_whatever_the_cache_or_resume(large_split, monkeypatch):
+    monkeypatch.setattr(epoch_order, "WINDOW_BYTES", 1 << 20)
+    run = epochs_of(large_split, epochs=3, seed=4)
+    resumed = epochs_of(large_split, epochs=1, first_epoch=2, seed=4, cache=True)
+    np.testing.assert_array_equal(run[2], resumed[0])
+    other_seed = epochs_of(large_split, epochs=1, seed=5)
+    assert_random_like(run[0], other_seed[0])
+
+
+@pytest.mark.slow
+def test_with_hard_examples_the_rest_is_fresh_and_a_random_share_is_left_out(large_split, tmp_path):
+    hard_names = [str(i) for i in range(0, EXAMPLES, 10)]  # 2,048 hard examples
+    hard_file = tmp_path / "hard.txt"
+    hard_file.write_text("\n".join(hard_names) + "\n")
+    first, second = epochs_of(large_split, hard_examples=str(hard_file), hard_fraction=0.25)
+    hard = set(map(int, hard_names))
+    per_batch = round(0.25 * BATCH)
+    for epoch in (first, second):
+        batches = epoch.reshape(-1, BATCH)
+        assert all(sum(int(n) in hard for n in b) >= per_batch for b in batches)
+    normal = [np.array([n for n in epoch if n not in hard]) for epoch in (first, second)]
+    # The hard slots take a quarter of every batch: a quarter of the normal examples is left out each
+    # epoch. Which ones must be a fresh random draw (not the same shard tails every epoch).
+    everyone = set(range(EXAMPLES)) - hard
+    left_out = [everyone - set(e.tolist()) for e in normal]
+    share = len(left_out[0]) / len(everyone)
+    expected_both = share * len(left_out[1])
+    assert abs(len(left_out[0] & left_out[1]) - expected_both) < 5 * np.sqrt(expected_both), (
+        len(left_out[0] & left_out[1]), expected_both)
+    common = np.intersect1d(normal[0], normal[1])
+    place = [dict(zip(e.tolist(), range(len(e)))) for e in normal]
+    rho = np.corrcoef([place[0][n] for n in common], [place[1][n] for n in common])[0, 1]
+    assert abs(rho) < 4 / np.sqrt(len(common) - 1)
+
+
+def test_order_statistics_on_orders_worked_out_by_hand():
+    same = np.arange(8)
+    stats = epoch_order.order_statistics(same, same, 4)
+    assert stats["position_spearman"] == pytest.approx(1.0) and stats["batchmate_overlap"] == pytest.approx(1.0)
+    reversed_ = same[::-1]
+    assert epoch_order.order_statistics(same, reversed_, 4)["position_spearman"] == pytest.approx(-1.0)
+    # batches {0,1,2,3},{4,5,6,7} then {0,4,1,5},{2,6,3,7}: of the 12 pairs, (0,1) and (2,3), (4,5), (6,7) stay
+    stats = epoch_order.order_statistics(same, np.array([0, 4, 1, 5, 2, 6, 3, 7]), 4)
+    assert stats["batchmate_overlap"] == pytest.approx(4 / 12)
+    assert stats["random_batchmate_overlap"] == pytest.approx(3 / 7)
+
+
+def test_window_size_follows_the_byte_budget():
+    assert epoch_order.window_size(101_000, 12_300, 256 << 20) == (256 << 20) // 12_300
+    assert epoch_order.window_size(500, 12_300, 256 << 20) == 500
+    assert epoch_order.window_size(500, 1e9, 1) == 1
+
+
+def test_keys_differ_by_purpose_epoch_and_pipeline():
+    keys = {tuple(epoch_order.key(3, purpose, epoch, pipe).numpy()) for purpose in (1, 2) for epoch in (0, 1)
+            for pipe in (0, 1)}
+    assert len(keys) == 8
+    assert tf.reduce_all(epoch_order.key(3, 1, 5, 0) == epoch_order.key(3, 1, 5, 0))
