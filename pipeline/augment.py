@@ -191,6 +191,9 @@ def object_crop(batch: Batch, seed, p: float, m: float):
     return _matrix([[factor, zero, shift_x], [zero, factor, shift_y], [zero, zero, one]])
 
 
+BOX_AWARE = frozenset({"object_crop"})  # geometric ops that read the source image's box
+
+
 def warp(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
     """Bilinear warp with reflected (symmetric) borders, written with gathers so XLA compiles it.
 
@@ -545,8 +548,11 @@ class Policy:
         seeds = _split(tf.cast(seed, tf.int64), len(self.steps))
         seed_of = {id(step): seeds[i] for i, step in enumerate(self.steps)}
         if self.kinds["geometric"]:
+            # Matrices map output to input: the product A @ B applies A to the source first, then B.
+            # Box-aware ops come first whatever the policy order: the box describes the source image,
+            # so the crop is taken around the object there and the other ops then act on the crop.
             matrix = _eye(batch)
-            for step in self.kinds["geometric"]:
+            for step in sorted(self.kinds["geometric"], key=lambda s: s.name not in BOX_AWARE):
                 matrix = tf.matmul(matrix, REGISTRY[step.name].fn(batch, seed_of[id(step)], step.p, step.m))
             images = warp(images, matrix)
         if self.kinds["colour"]:

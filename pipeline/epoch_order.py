@@ -24,7 +24,7 @@ WINDOW_BYTES = 256 << 20
 _CHUNK = 1024  # records whose draws are made together (one vectorised draw)
 
 # Independent random streams derived from one seed, by purpose.
-ORDER, AUGMENT, HARD = 1, 2, 3
+ORDER, AUGMENT, HARD, AUGMENT_ON_DEVICE = 1, 2, 3, 4
 
 
 def key(seed, purpose: int, *parts) -> tf.Tensor:

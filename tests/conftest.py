@@ -33,11 +33,13 @@ def converted(synthetic_zip, tmp_path_factory):
     return out, manifests, synthetic_zip[1]
 
 
-def write_split(folder: str, *, examples: int, shards: int, classes: int, resolution: int = 8) -> str:
+def write_split(folder: str, *, examples: int, shards: int, classes: int, resolution: int = 8,
+                same_image: bool = False) -> str:
     """Records of a large synthetic train split written directly (tiny raw images, a few bytes
     each), with a manifest as the converter writes it: epoch-scale properties are tested above every
     buffer and window size without converting 20,000 images. Example i has filename 'i', label
-    i % classes and every pixel equal to i % 251."""
+    i % classes and every pixel equal to i % 251 (with `same_image`, every example the same
+    colourful gradient instead: then only augmentation can tell two batches apart)."""
     import numpy as np
 
     from pipeline import manifest as manifests
@@ -49,13 +51,17 @@ def write_split(folder: str, *, examples: int, shards: int, classes: int, resolu
     entries = []
     import tensorflow as tf
 
+    ramp = np.linspace(30, 220, resolution)
+    gradient = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], ramp[::-1][None, :]), -1)
+    gradient = gradient.astype(np.uint8).tobytes()
+
     for index in range(shards):
         name = records.shard_name("train", index, shards)
         path = os.path.join(target, name)
         labels = [i % classes for i in range(bounds[index], bounds[index + 1])]
         with tf.io.TFRecordWriter(path) as writer:
             for i in range(bounds[index], bounds[index + 1]):
-                image = bytes([i % 251]) * (resolution * resolution * 3)
+                image = gradient if same_image else bytes([i % 251]) * (resolution * resolution * 3)
                 writer.write(records.serialize(image, i % classes, str(i), (0.0, 0.0, 1.0, 1.0)))
         counts = np.bincount(labels, minlength=classes).tolist()
         entries.append({"file": name, "num_examples": len(labels), "sha256": manifests.sha256_of(path),

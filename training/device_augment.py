@@ -14,6 +14,17 @@ from __future__ import annotations
 from pipeline.errors import DataError
 
 
+def replica_seed(seed: int, step):
+    """The augmentation seed of this replica at this optimizer step: (seed, step) with the replica's
+    index in the sync group folded in (global across workers), so no two replicas draw alike."""
+    import tensorflow as tf
+
+    from pipeline import epoch_order
+
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return epoch_order.key(seed, epoch_order.AUGMENT_ON_DEVICE, step, replica)
+
+
 def augment_in_train_step(net, policy_spec, seed: int, backend: str) -> None:
     if backend != "tensorflow":
         raise DataError('augment.on = "device" needs the TensorFlow backend; under JAX keep augment.on = "host" '
@@ -29,7 +40,7 @@ def augment_in_train_step(net, policy_spec, seed: int, backend: str) -> None:
     def train_step(data):
         images, labels = data[0], data[1]
         step = tf.cast(inner_optimizer(net.optimizer).iterations, tf.int64)
-        images, labels = policy(images, labels, tf.stack([tf.constant(seed, tf.int64), step]))
+        images, labels = policy(images, labels, replica_seed(seed, step))
         return plain_step((images, labels))
 
     # Keras builds its train function from `self.train_step`: an instance attribute takes precedence.
