@@ -12,6 +12,7 @@ import hashlib
 import json
 import posixpath
 
+from pipeline import atomic
 from pipeline.errors import DataError
 
 FORMAT_VERSION = 1
@@ -51,11 +52,7 @@ def read_json(path: str) -> dict | None:
 
 def write_json(path: str, data: dict) -> None:
     """Write under a temporary name, then rename: a reader never sees half a file."""
-    gfile = _gfile()
-    temporary = path + ".tmp"
-    with gfile.GFile(temporary, "w") as handle:
-        handle.write(json.dumps(data, indent=1, sort_keys=False))
-    gfile.rename(temporary, path, overwrite=True)
+    atomic.write_text(path, json.dumps(data, indent=1, sort_keys=False))
 
 
 def load(data_dir: str, resolution: int, require_complete: bool = True) -> dict:

@@ -265,3 +265,92 @@ def test_asking_for_an_accelerator_that_is_not_there_is_one_clear_line(records, 
     assert "tensorflow-tpu" in line and "--backend jax" in line
     gpu = train(records, str(tmp_path / "gpu"), config, "--strategy", "gpu")
     assert gpu.returncode == 2 and "--strategy gpu: TensorFlow sees no GPU" in gpu.stderr
+
+
+def checkpoint_arrays(run_dir):
+    with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
+        return {k: data[k] for k in data.files if k != "state"}, json.loads(data["state"].tobytes().decode())
+
+
+@pytest.mark.slow
+def test_float16_resume_keeps_the_loss_scale_and_equals_an_uninterrupted_run(records, tmp_path):
+    config = config_file(tmp_path, [(32, 2, 32)],
+                         '[runtime]\ndeterministic = true\nmixed_precision = "mixed_float16"\n')
+    clean, split = str(tmp_path / "clean"), str(tmp_path / "split")
+    assert train(records, clean, config).returncode == 0
+    assert train(records, split, config, "--stop-after", "1").returncode == 0
+    resumed = train(records, split, config)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    (clean_arrays, clean_state), (split_arrays, _) = checkpoint_arrays(clean), checkpoint_arrays(split)
+    assert clean_state["loss_scale_variables"], "the loss-scale wrapper's state is saved"
+    assert sorted(clean_arrays) == sorted(split_arrays)
+    for key in clean_arrays:
+        np.testing.assert_allclose(clean_arrays[key], split_arrays[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    # the wrapper's step counter ran through both sessions: 2 epochs of 320 // 32 steps, less any
+    # reset by an overflow, the same in both runs
+    counter = clean_state["loss_scale_variables"].index("step_counter")
+    assert int(split_arrays[f"s{counter:05d}"]) == int(clean_arrays[f"s{counter:05d}"]) > 10
+
+
+@pytest.mark.slow
+def test_resume_shows_and_keeps_accepted_changes_and_refuses_others_without_touching_config(records, tmp_path):
+    run_dir = str(tmp_path / "r")
+    config = config_file(tmp_path, [(32, 2, 32)])
+    assert train(records, run_dir, config, "--stop-after", "1").returncode == 0
+    saved = open(os.path.join(run_dir, "config.json")).read()
+    refused = train(records, run_dir, config, "--set", "optimizer.name=adam")
+    assert refused.returncode == 2 and "optimizer.name: 'sgd' -> 'adam'" in refused.stderr
+    assert open(os.path.join(run_dir, "config.json")).read() == saved  # a refused resume changes nothing
+    changed = train(records, run_dir, config, "--set", "label_smoothing=0.2", "--set", "runtime.cache=false")
+    assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
+    assert "resume: label_smoothing changed from 0.0 to 0.2" in changed.stdout
+    assert "resume: runtime.cache changed from 'auto' to 'false'" in changed.stdout
+    history = [json.loads(line) for line in open(os.path.join(run_dir, "config_changes.jsonl"))]
+    assert len(history) == 1 and history[0]["at_epoch"] == 1
+    assert history[0]["changes"]["label_smoothing"] == [0.0, 0.2]
+    assert json.load(open(os.path.join(run_dir, "config.json")))["label_smoothing"] == 0.2
+    assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
+
+
+@pytest.mark.slow
+def test_a_log_row_without_its_checkpoint_is_dropped_when_the_run_starts_afresh(records, tmp_path):
+    # As left by a run killed after writing epoch 1's row (and best.keras) but before its checkpoint.
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "log.csv").write_text("epoch,stage,resolution,lr,loss\n1,1,32,0.02,2.0\n")
+    result = train(records, str(run_dir), config_file(tmp_path, [(32, 2, 32)]))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [r["epoch"] for r in log_rows(str(run_dir))] == ["1", "2"]
+
+
+@pytest.mark.slow
+def test_one_process_per_run_directory_and_a_killed_holder_frees_it(records, tmp_path):
+    run_dir = str(tmp_path / "r")
+    config = config_file(tmp_path, [(32, 3, 16)])
+    first = train(records, run_dir, config, wait=False)
+    lock = os.path.join(run_dir, "run.lock")
+    deadline = time.time() + 120
+    while not os.path.exists(lock) and time.time() < deadline:
+        time.sleep(0.1)
+    second = train(records, run_dir, config)
+    assert second.returncode == 2
+    assert f"in use by process {first.pid} on {socket.gethostname()}" in second.stderr
+    assert [line for line in second.stderr.splitlines() if line.startswith("error: ")] == \
+        [second.stderr.strip().splitlines()[-1]] and "Traceback" not in second.stderr
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    third = train(records, run_dir, config)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2", "3"]
+    assert not os.path.exists(lock)  # released at the end
+
+
+def test_a_corrupt_checkpoint_is_named_in_one_line(records, tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    result = train(records, str(run_dir), config_file(tmp_path, [(32, 1, 32)]))
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "checkpoint.npz: unreadable checkpoint (BadZipFile" in last, result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,14 +9,17 @@ resume, so every epoch appears exactly once.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
+import os
 import posixpath
 import tempfile
 import time
 
 import keras
 
+from pipeline import atomic
 from training import checkpoint
 
 COLUMNS = ["epoch", "stage", "resolution", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy",
@@ -43,10 +46,7 @@ def _write_rows(run_dir: str, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    path = posixpath.join(run_dir, LOG)
-    with _gfile().GFile(path + ".tmp", "w") as handle:
-        handle.write(buffer.getvalue())
-    _gfile().rename(path + ".tmp", path, overwrite=True)
+    atomic.write_text(posixpath.join(run_dir, LOG), buffer.getvalue())
 
 
 def trim_log(run_dir: str, epochs_done: int) -> None:
@@ -111,12 +111,7 @@ class EpochEnd(keras.callbacks.Callback):
             self.state["best_epoch"] = epoch + 1
         _write_rows(self.run_dir, read_log(self.run_dir) + [row])
         if improved:
-            path = posixpath.join(self.run_dir, "best.keras")
-            local = posixpath.join(tempfile.gettempdir(), f"best-{time.time_ns()}.keras")
-            self.model.save(local)  # Keras writes .keras archives to local paths only
-            _gfile().copy(local, path + ".tmp", overwrite=True)
-            _gfile().rename(path + ".tmp", path, overwrite=True)
-            _gfile().remove(local)
+            save_best(self.model, self.run_dir)
         self._save(self.state)
         if self.plot:
             plot_curves(self.run_dir)
@@ -124,6 +119,27 @@ class EpochEnd(keras.callbacks.Callback):
     def _save(self, state):
         checkpoint.save(self.run_dir, self.model, state)
         self._last_save = time.monotonic()
+
+
+def save_best(model, run_dir: str) -> None:
+    """best.keras, replaced atomically. Keras writes .keras archives to local paths only: a local
+    run directory gets the archive under a temporary name inside it; a remote one (gs://) through
+    one fixed local file per run directory, which the next save overwrites even after a kill."""
+    path = posixpath.join(run_dir, "best.keras")
+    if "://" not in run_dir:
+        partial = posixpath.join(run_dir, "best.partial.keras")
+        model.save(partial)
+        _gfile().rename(partial, path, overwrite=True)
+        return
+    digest = hashlib.sha256(run_dir.encode()).hexdigest()[:12]
+    local = posixpath.join(tempfile.gettempdir(), f"tin-best-{digest}.keras")
+    try:
+        model.save(local)
+        _gfile().copy(local, path + ".tmp", overwrite=True)
+        _gfile().rename(path + ".tmp", path, overwrite=True)
+    finally:
+        if os.path.exists(local):
+            os.remove(local)
 
 
 def plot_curves(run_dir: str) -> bool:

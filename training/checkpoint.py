@@ -1,7 +1,8 @@
 """Checkpoints that survive a Colab disconnect and move between TensorFlow and JAX.
 
 One file, `checkpoint.npz`, holds the model weights, the optimizer's variables (its step counter
-and momenta) and the training state (epochs done, batches done in the next epoch, best accuracy)
+and momenta, and under mixed_float16 the loss-scale wrapper's dynamic scale and step counter) and
+the training state (epochs done, batches done in the next epoch, best accuracy)
 together, so they can never disagree. It is written under a temporary name and renamed, through
 tf.io.gfile (Drive or a bucket). Plain numpy arrays in Keras's variable order: the same model and
 optimizer rebuilt under the other backend load them unchanged. `state.json` is a readable copy.
@@ -14,6 +15,8 @@ import json
 import posixpath
 
 import numpy as np
+
+from pipeline import atomic
 
 NAME = "checkpoint.npz"
 
@@ -29,36 +32,62 @@ def inner_optimizer(optimizer):
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
+def _value(variable) -> np.ndarray:
+    return np.asarray(variable.value if hasattr(variable, "value") else variable)
+
+
+def loss_scale_variables(optimizer) -> list:
+    """The variables a loss-scale wrapper adds to its inner optimizer's (dynamic scale, its step
+    counter); none for a plain optimizer. Keras rebuilds them fresh unless they are restored."""
+    inner = inner_optimizer(optimizer)
+    if inner is optimizer:
+        return []
+    own = {v.path for v in inner.variables}
+    return [v for v in optimizer.variables if v.path not in own]
+
+
 def save(run_dir: str, model, state: dict) -> None:
     optimizer = inner_optimizer(model.optimizer)
     arrays = {f"w{i:05d}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     variables = optimizer.variables
-    arrays.update({f"o{i:05d}": np.asarray(v.value if hasattr(v, "value") else v) for i, v in enumerate(variables)})
+    arrays.update({f"o{i:05d}": _value(v) for i, v in enumerate(variables)})
+    scale = loss_scale_variables(model.optimizer)
+    arrays.update({f"s{i:05d}": _value(v) for i, v in enumerate(scale)})
     meta = {**state, "optimizer": type(optimizer).__name__, "optimizer_variables": [v.name for v in variables],
-            "weights": [v.path for v in model.weights]}
+            "loss_scale_variables": [v.name for v in scale], "weights": [v.path for v in model.weights]}
     arrays["state"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    gfile = _gfile()
-    gfile.makedirs(run_dir)
-    path = posixpath.join(run_dir, NAME)
-    with gfile.GFile(path + ".tmp", "wb") as handle:
-        handle.write(buffer.getvalue())
-    gfile.rename(path + ".tmp", path, overwrite=True)
-    with gfile.GFile(posixpath.join(run_dir, "state.json.tmp"), "w") as handle:
-        handle.write(json.dumps(state, indent=1))
-    gfile.rename(posixpath.join(run_dir, "state.json.tmp"), posixpath.join(run_dir, "state.json"), overwrite=True)
+    _gfile().makedirs(run_dir)
+    atomic.write_bytes(posixpath.join(run_dir, NAME), buffer.getvalue())
+    atomic.write_text(posixpath.join(run_dir, "state.json"), json.dumps(state, indent=1))
+
+
+def _read(path: str) -> dict:
+    """Every array of the checkpoint; a DataError naming the file when it cannot be read whole."""
+    import zipfile
+    import zlib
+
+    from pipeline.errors import DataError
+
+    try:
+        with _gfile().GFile(path, "rb") as handle:
+            with np.load(io.BytesIO(handle.read())) as data:
+                arrays = {key: data[key] for key in data.files}
+        json.loads(arrays["state"].tobytes().decode())
+        return arrays
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as error:
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:120]
+        raise DataError(f"{path}: unreadable checkpoint ({reason}); restore a copy, or delete it (and state.json) "
+                        "to train this run directory from the start") from None
 
 
 def read_state(run_dir: str) -> dict | None:
     """The state stored in the checkpoint, or None when the run directory has none."""
     path = posixpath.join(run_dir, NAME)
-    gfile = _gfile()
-    if not gfile.exists(path):
+    if not _gfile().exists(path):
         return None
-    with gfile.GFile(path, "rb") as handle:
-        with np.load(io.BytesIO(handle.read())) as data:
-            return json.loads(data["state"].tobytes().decode())
+    return json.loads(_read(path)["state"].tobytes().decode())
 
 
 def load(run_dir: str, model) -> dict:
@@ -66,8 +95,7 @@ def load(run_dir: str, model) -> dict:
     from pipeline.errors import DataError
 
     path = posixpath.join(run_dir, NAME)
-    with _gfile().GFile(path, "rb") as handle:
-        data = dict(np.load(io.BytesIO(handle.read())))
+    data = _read(path)
     state = json.loads(data.pop("state").tobytes().decode())
     weights = [data[k] for k in sorted(k for k in data if k.startswith("w"))]
     current = model.get_weights()
@@ -81,4 +109,11 @@ def load(run_dir: str, model) -> dict:
                         f"{type(optimizer).__name__}; resume with the same optimizer")
     for variable, value in zip(optimizer.variables, saved):
         variable.assign(value.astype(variable.dtype) if hasattr(value, "astype") else value)
+    # The loss scale carries over when the run resumes under the same precision; a checkpoint from a
+    # float32 or bfloat16 runtime has none, and the wrapper then starts from its initial scale.
+    saved_scale = [data[k] for k in sorted(k for k in data if k[0] == "s" and k[1:].isdigit())]
+    scale = dict(zip(state.get("loss_scale_variables", []), saved_scale))
+    for variable in loss_scale_variables(model.optimizer):
+        if variable.name in scale:
+            variable.assign(scale[variable.name].astype(variable.dtype))
     return state

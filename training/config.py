@@ -92,6 +92,30 @@ class Config:
         return data
 
 
+# Settings a resumed run must keep: the checkpoint's weights, optimizer slots, place in the
+# schedule and data order belong to them. Anything else (augmentation, label smoothing, weight
+# decay, runtime) may change between sessions; the change is shown and kept in the run directory.
+FIXED_ON_RESUME = ("model", "stages", "schedule", "seed", "classes", "optimizer.name")
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
+    """{dotted key: (old value, new value)} for every setting that differs (lists compared whole)."""
+    changed = {}
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed.update(differences(a, b, name + "."))
+        elif a != b:
+            changed[name] = (a, b)
+    return changed
+
+
+def fixed_on_resume(changed: dict) -> list[str]:
+    """The keys of `changed` that a resume may not change."""
+    return [k for k in changed if any(k == f or k.startswith(f + ".") for f in FIXED_ON_RESUME)]
+
+
 def _fill(cls, data: dict, where: str):
     """Build dataclass `cls` from `data`, refusing unknown keys and wrong types."""
     if not isinstance(data, dict):

@@ -18,13 +18,18 @@ import keras
 
 import model as models
 from model import rules
-from pipeline import dataset
+from pipeline import atomic, dataset
 from pipeline import manifest as manifests
 from pipeline.errors import DataError
 from training import callbacks, checkpoint
+from training import config as configs
 from training.config import Config
+from training.run_lock import RunLock
 from training.schedules import StagedCyclicalLearningRate
 from training.strategy import Runtime
+
+CONFIG = "config.json"  # the config in force
+CHANGES = "config_changes.jsonl"  # settings changed at resumes, one JSON line per resume
 
 
 @dataclasses.dataclass
@@ -133,17 +138,42 @@ class Trainer:
 
     # -- set-up -----------------------------------------------------------------------------------
     def _check_run_dir(self) -> dict | None:
+        """The checkpoint's state (None for a new run), after refusing a resume whose config changes
+        what the checkpoint depends on. Accepted changes are kept for `_record_config`."""
         import tensorflow as tf
 
         tf.io.gfile.makedirs(self.run_dir)
-        saved_config = posixpath.join(self.run_dir, "config.json")
+        self._changes = {}
         state = checkpoint.read_state(self.run_dir)
-        if state is not None and state.get("fingerprint") != self.config.fingerprint():
-            raise DataError(f"{self.run_dir}: holds a run with another model, stages, schedule or seed; "
-                            "use a new --run-dir (or the original config to resume)")
-        with tf.io.gfile.GFile(saved_config, "w") as handle:
-            handle.write(json.dumps(self.config.to_dict(), indent=1))
+        if state is None:
+            return None
+        current = self.config.to_dict()
+        saved = manifests.read_json(posixpath.join(self.run_dir, CONFIG))
+        self._changes = configs.differences(saved, current) if saved is not None else {}
+        fixed = configs.fixed_on_resume(self._changes)
+        if fixed or state.get("fingerprint") != self.config.fingerprint():
+            detail = f" ({fixed[0]}: {self._changes[fixed[0]][0]!r} -> {self._changes[fixed[0]][1]!r})" if fixed else ""
+            raise DataError(f"{self.run_dir}: holds a run with another model, stages, schedule, seed, classes or "
+                            f"optimizer{detail}; use a new --run-dir (or the original config to resume)")
         return state
+
+    def _record_config(self, state: dict | None) -> None:
+        """config.json is the config in force; every accepted change at a resume is printed and
+        appended to config_changes.jsonl (written only once the resume is known to work)."""
+        import tensorflow as tf
+
+        if self._changes:
+            for key, (old, new) in self._changes.items():
+                self.log(f"resume: {key} changed from {old!r} to {new!r}")
+            history = posixpath.join(self.run_dir, CHANGES)
+            previous = ""
+            if tf.io.gfile.exists(history):
+                with tf.io.gfile.GFile(history, "r") as handle:
+                    previous = handle.read()
+            entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "at_epoch": state["epoch"] if state else 0,
+                     "changes": {k: list(v) for k, v in self._changes.items()}}
+            atomic.write_text(history, previous + json.dumps(entry) + "\n")
+        atomic.write_text(posixpath.join(self.run_dir, CONFIG), json.dumps(self.config.to_dict(), indent=1))
 
     def build_model(self):
         keras.mixed_precision.set_global_policy(self.runtime.mixed_precision)
@@ -166,7 +196,7 @@ class Trainer:
                         weighted_metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                                           keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
                         steps_per_execution=steps_per_execution, jit_compile=jit)
-            checkpoint.inner_optimizer(net.optimizer).build(net.trainable_variables)
+            net.optimizer.build(net.trainable_variables)  # a loss-scale wrapper builds its inner optimizer too
             if self.runtime.kind == "multiworker":
                 _build_without_a_distributed_batch(net, self.stages[0].resolution, self.num_classes)
         if self.config.augment.on == "device":
@@ -202,11 +232,22 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(self.run_dir)
+        with RunLock(self.run_dir):
+            return self._fit(stop_after)
+
+    def _fit(self, stop_after: int | None) -> dict | None:
         state = self._check_run_dir()
         net = self.build_model()
         if state is not None:
             state = checkpoint.load(self.run_dir, net)
-            callbacks.trim_log(self.run_dir, state["epoch"])
+        self._record_config(state)
+        # The log agrees with the checkpoint: rows of epochs it does not hold (a run killed between
+        # the two, even before its first checkpoint) are dropped.
+        callbacks.trim_log(self.run_dir, state["epoch"] if state is not None else 0)
+        if state is not None:
             self.log(f"resuming {self.run_dir}: {state['epoch']} epochs done"
                      + (f" and {state['batch']} batches of the next" if state.get("batch") else "")
                      + f", global step {callbacks.global_step(net)}")

@@ -1,0 +1,109 @@
+"""One process per run directory: two `train.py` on the same run would both train it and
+interleave their log rows.
+
+`run.lock` names the holder (host, process id, start) and carries a heartbeat that a daemon
+thread renews every 30 s. A lock whose holder is gone is taken over: on the same machine when its
+process no longer exists, from another machine (a Colab runtime after a disconnect) when its
+heartbeat is older than two minutes. Written through tf.io.gfile, so Drive and buckets work; the
+write-then-read-back check makes two simultaneous starts see each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import socket
+import threading
+import time
+import uuid
+
+from pipeline.errors import DataError
+
+NAME = "run.lock"
+HEARTBEAT_SECONDS = 30.0
+STALE_SECONDS = 120.0
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+        self.path = posixpath.join(run_dir, NAME)
+        self.token = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _read(self) -> dict | None:
+        try:
+            with _gfile().GFile(self.path, "r") as handle:
+                return json.loads(handle.read())
+        except Exception:  # missing, half written or unreadable: nobody holds it
+            return None
+
+    def _write(self, started: float) -> None:
+        info = {"token": self.token, "host": socket.gethostname(), "pid": os.getpid(), "started": started,
+                "heartbeat": time.time()}
+        temporary = f"{self.path}.{self.token}.tmp"
+        with _gfile().GFile(temporary, "w") as handle:
+            handle.write(json.dumps(info))
+        _gfile().rename(temporary, self.path, overwrite=True)
+
+    def _holder_alive(self, info: dict) -> bool:
+        fresh = time.time() - float(info.get("heartbeat", 0)) < STALE_SECONDS
+        if info.get("host") == socket.gethostname():
+            return fresh and _process_exists(int(info.get("pid", -1)))
+        return fresh
+
+    def acquire(self) -> RunLock:
+        holder = self._read()
+        if holder is not None and holder.get("token") != self.token and self._holder_alive(holder):
+            raise DataError(f"{self.path}: the run is in use by process {holder.get('pid')} on {holder.get('host')} "
+                            f"(started {time.strftime('%Y-%m-%d %H:%M', time.localtime(holder.get('started', 0)))}); "
+                            f"one train.py per run directory (a run that died frees it by itself)")
+        started = time.time()
+        self._write(started)
+        time.sleep(0.2)  # a simultaneous start writes too: whoever reads back another token yields
+        if (self._read() or {}).get("token") != self.token:
+            raise DataError(f"{self.path}: another train.py started on this run directory at the same time")
+        self._thread = threading.Thread(target=self._beat, args=(started,), daemon=True, name="run-lock")
+        self._thread.start()
+        return self
+
+    def _beat(self, started: float) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self._write(started)
+            except Exception:  # a Drive hiccup: the next beat tries again
+                pass
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if (self._read() or {}).get("token") == self.token:
+            try:
+                _gfile().remove(self.path)
+            except Exception:
+                pass
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
