@@ -26,14 +26,16 @@ def shard_name(split: str, index: int, count: int) -> str:
 
 
 def serialize(image: bytes, label: int, filename: str, bbox: tuple[float, float, float, float]) -> bytes:
-    """One Example, serialised."""
+    """One Example, serialised deterministically: protobuf's map serialisation order is otherwise
+    not fixed, and the same image gave different shard bytes (and sha256) from one process to the
+    next."""
     feature = {
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[filename.encode()])),
         "bbox": tf.train.Feature(float_list=tf.train.FloatList(value=list(bbox))),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def parse_batch(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -60,3 +60,25 @@ def test_both_backends_have_a_section():
     commands = notebook_commands()
     assert any("--backend jax" in c for c in commands)
     assert any("train.py" in c and "--backend" not in c for c in commands)
+
+
+def test_the_convert_cells_skip_only_a_finished_conversion(tmp_path):
+    """After a disconnect mid-conversion the manifest exists with "complete": false: the cell must
+    run the converter again (it keeps the finished shards), not skip to training."""
+    with open(os.path.join(ROOT, "notebooks", "colab.ipynb")) as handle:
+        cells = ["".join(c["source"]) for c in json.load(handle)["cells"] if c["cell_type"] == "code"]
+    convert_cells = [c for c in cells if "tools.convert" in c]
+    assert convert_cells
+    for cell in convert_cells:
+        helper = cell[:cell.index("if not converted(")]
+        namespace = {}
+        exec(helper, namespace)
+        converted = namespace["converted"]
+        for resolution in (32, 48, 64):
+            (tmp_path / f"{resolution}px").mkdir(exist_ok=True)
+            (tmp_path / f"{resolution}px" / "manifest.json").write_text(json.dumps({"complete": True}))
+        assert converted(str(tmp_path))
+        (tmp_path / "48px" / "manifest.json").write_text(json.dumps({"complete": False}))
+        assert not converted(str(tmp_path))
+        (tmp_path / "48px" / "manifest.json").unlink()
+        assert not converted(str(tmp_path))

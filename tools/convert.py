@@ -22,6 +22,7 @@ import os
 import posixpath
 import random
 import sys
+import threading
 import time
 
 import numpy as np
@@ -146,11 +147,10 @@ class ResolutionOutput:
     """The manifest-journal of one `<out>/<res>px` folder during a conversion."""
 
     def __init__(self, out: str, resolution: int, header: dict, plan: dict[str, list[list[Entry]]]):
-        import tensorflow as tf
-
+        """Checks only: the folder is created by `open`, once every resolution has been accepted,
+        so a refused conversion leaves nothing behind."""
         self.folder = manifests.resolution_dir(out, resolution)
         self.path = posixpath.join(self.folder, manifests.NAME)
-        tf.io.gfile.makedirs(self.folder)
         existing = manifests.read_json(self.path)
         if existing is not None and existing.get("fingerprint") != header["fingerprint"]:
             raise DataError(
@@ -164,6 +164,11 @@ class ResolutionOutput:
             known = self.manifest["splits"][split]["shards"]
             count = len(shards)
             self.manifest["splits"][split]["shards"] = [s for s in known if self._shard_ok(s, count)]
+
+    def open(self) -> None:
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(self.folder)
 
     def _shard_ok(self, shard: dict, count: int) -> bool:
         import tensorflow as tf
@@ -216,9 +221,19 @@ class ResolutionOutput:
         return m
 
 
-def _init_worker():
+def _init_worker(parent: int):
     # Each process decodes on one core; let numpy/PIL not spawn threads of their own.
     os.environ["OMP_NUM_THREADS"] = "1"
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose converter was killed (kill -9, a Colab disconnect) would decode on forever:
+    it exits as soon as its parent is gone (it is then re-parented), even if that happened before
+    it started: the parent's pid comes from the parent."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def convert(source_location: str, out: str, resolutions: list[int], encoding: str = "raw",
@@ -250,11 +265,13 @@ def convert(source_location: str, out: str, resolutions: list[int], encoding: st
                   "source": {"location": source_location, "kind": source.kind, "num_source_classes": len(all_wnids)},
                   "seed": seed, "fingerprint": fingerprint(splits, {**settings, "resolution": r})}
         outputs[r] = ResolutionOutput(out, r, header, plan)
+    for output in outputs.values():
+        output.open()
     workers = workers or os.cpu_count() or 1
     pool = None
     if workers > 1:
         pool = concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),))
     try:
         with bars() if show_progress else contextlib.nullcontext() as progress:
             for split, shards in plan.items():
