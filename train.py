@@ -59,42 +59,43 @@ def main(argv=None) -> int:
     args = parse(argv)
     backend = choose_backend(args.backend)
     os.environ["KERAS_BACKEND"] = backend  # must happen before the first import of keras
-    from pipeline.errors import DataError
+    from pipeline.errors import command_line
+
+    return command_line(lambda _: train(args, backend))(None)
+
+
+def train(args, backend: str) -> int:
     from training import config as configs
     from training.strategy import detect
     from training.trainer import Trainer
 
-    try:
-        if backend == "jax":
-            import tensorflow as tf
+    if backend == "jax":
+        import tensorflow as tf
 
-            tf.config.set_visible_devices([], "GPU")  # TensorFlow only runs tf.data: leave the GPU to JAX
-        config = configs.load(args.config, args.set)
-        runtime = detect(args.strategy, backend, args.cpu_replicas, config.runtime.mixed_precision)
-        print(runtime.describe(), flush=True)
-        if config.runtime.deterministic:
-            import keras
-
-            keras.utils.set_random_seed(config.seed)
-            if backend == "tensorflow":
-                import tensorflow as tf
-
-                tf.config.experimental.enable_op_determinism()
-        data = args.data
-        if args.stage_data:
-            from training.staging import stage
-
-            needed = {s.resolution for s in config.stages} | {config.final_resolution or 0}
-            data = stage(args.data, args.stage_data, sorted(r for r in needed if r))
+        tf.config.set_visible_devices([], "GPU")  # TensorFlow only runs tf.data: leave the GPU to JAX
+    config = configs.load(args.config, args.set)
+    runtime = detect(args.strategy, backend, args.cpu_replicas, config.runtime.mixed_precision)
+    print(runtime.describe(), flush=True)
+    if config.runtime.deterministic:
         import keras
 
         keras.utils.set_random_seed(config.seed)
-        trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet else 1,
-                          log=lambda line: print(line, flush=True))
-        trainer.fit(args.stop_after)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
+    data = args.data
+    if args.stage_data:
+        from training.staging import stage
+
+        needed = {s.resolution for s in config.stages} | {config.final_resolution or 0}
+        data = stage(args.data, args.stage_data, sorted(r for r in needed if r))
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet else 1,
+                      log=lambda line: print(line, flush=True))
+    trainer.fit(args.stop_after)
     return 0
 
 

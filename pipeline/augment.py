@@ -483,6 +483,8 @@ def parse_policy(spec) -> list[Step]:
     of tables `{name = "rotate", p = 0.5, m = 20}`. Unknown names and bad values are refused."""
     if spec is None or spec == "default":
         spec = DEFAULT_POLICY
+    if not isinstance(spec, (str, list, tuple)):
+        raise DataError(f"augmentation policy: expected a string or a list of augmentations, got {spec!r}")
     if spec in ("none", ""):
         return []
     items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)

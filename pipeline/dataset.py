@@ -154,8 +154,7 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
     if manifest["resolution"] != resolution:
         raise DataError(f"{manifests.resolution_dir(data_dir, resolution)}: manifest says "
                         f"{manifest['resolution']} px")
-    files = manifests.shard_paths(data_dir, resolution, manifest, split)
-    _check_sizes(files, manifest["splits"][split]["shards"])
+    files = checked_shard_paths(data_dir, resolution, manifest, split)
     keep = class_indices(manifest, classes)
     num_classes = len(keep)
     subset = num_classes != len(manifest["classes"])
@@ -283,6 +282,13 @@ def _even_eval_batch(count: int, batch_size: int, replicas: int) -> int:
         if -(-count // size) % replicas == 0 and count - (-(-count // size) - 1) * size >= 1:
             return size
     return batch_size
+
+
+def checked_shard_paths(data_dir: str, resolution: int, manifest: dict, split: str) -> list[str]:
+    """The shard paths of a split, each checked to exist with the manifest's size (named if not)."""
+    files = manifests.shard_paths(data_dir, resolution, manifest, split)
+    _check_sizes(files, manifest["splits"][split]["shards"])
+    return files
 
 
 def _check_sizes(files: list[str], shards: list[dict]) -> None:

@@ -7,6 +7,7 @@ importing TensorFlow each.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -21,8 +22,12 @@ def open_rgb(data: bytes, where: str) -> tuple[Image.Image, str]:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{where}: unreadable or corrupt image ({error})") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{where}: unreadable or corrupt image (not a format PIL recognises)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        # PIL's messages may quote the in-memory file object ("<_io.BytesIO object at 0x...>")
+        reason = re.sub(r"\s*<[^>]*object at 0x[0-9a-f]+>", "", str(error)).strip() or type(error).__name__
+        raise DataError(f"{where}: unreadable or corrupt image ({reason})") from None
     mode = image.mode
     if mode != "RGB":
         image = image.convert("RGB")  # grayscale, CMYK and palette images all become RGB

@@ -17,6 +17,7 @@ The class list always comes from `wnids.txt`; copies with 10, 200 or 202 classes
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import os
 import posixpath
 import urllib.request
@@ -232,14 +233,24 @@ def download(url: str, folder: str, progress=None) -> str:
     with response:
         if have and response.status != 206:  # server ignored the range: start again
             have = 0
-        total = int(response.headers.get("Content-Length", 0)) + have
+        length = int(response.headers.get("Content-Length", 0))
+        total, done = length + have, have
         with open(partial, "ab" if have else "wb") as handle:
             if progress:
                 progress.start(total, have)
-            while chunk := response.read(1 << 20):
-                handle.write(chunk)
-                if progress:
-                    progress.advance(len(chunk))
+            try:
+                while chunk := response.read(1 << 20):
+                    handle.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress.advance(len(chunk))
+            except (http.client.HTTPException, OSError) as error:  # IncompleteRead, reset, timeout
+                reason = type(error).__name__
+                raise DataError(f"{url}: download interrupted after {done:,} of {total:,} bytes ({reason}); "
+                                f"run the same command again to resume from {partial}") from None
+    if length and done < total:
+        raise DataError(f"{url}: the server closed the download after {done:,} of {total:,} bytes; "
+                        f"run the same command again to resume from {partial}")
     os.replace(partial, final)
     return final
 

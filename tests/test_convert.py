@@ -253,8 +253,9 @@ def test_corrupt_jpeg_is_named_or_skipped(synthetic_zip, tmp_path):
     wnid = synthetic_zip[1]["wnids"][0]
     name = f"tiny-imagenet-200/train/{wnid}/images/{wnid}_3.JPEG"
     _rewrite_zip(synthetic_zip[0], target, {name: b"\xff\xd8 not really a jpeg"})
-    with pytest.raises(DataError, match=rf"{wnid}_3\.JPEG: unreadable or corrupt image"):
+    with pytest.raises(DataError, match=rf"{wnid}_3\.JPEG: unreadable or corrupt image") as refused:
         convert.convert(target, str(tmp_path / "out"), [32], classes="1", workers=1, show_progress=False)
+    assert "object at 0x" not in str(refused.value)  # no Python object repr in a user's message
     result = convert.convert(target, str(tmp_path / "skip"), [32], classes="1", workers=2, skip_bad=True,
                              show_progress=False)[32]
     assert result["splits"]["train"]["num_examples"] == 29

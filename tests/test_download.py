@@ -18,6 +18,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
     payload = b""
     requests: list = []
+    cut_after: int | None = None  # bytes sent before the connection drops (as a flaky network does)
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         if self.path != "/tiny-imagenet-200.zip":
@@ -32,6 +33,11 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(206 if header else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if type(self).cut_after is not None:
+            self.wfile.write(body[:type(self).cut_after])
+            self.wfile.flush()
+            self.connection.shutdown(2)  # socket.SHUT_RDWR: the client sees the body end early
+            return
         self.wfile.write(body)
 
     def log_message(self, *args):
@@ -42,6 +48,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 def server(synthetic_zip):
     RangeHandler.payload = open(synthetic_zip[0], "rb").read()
     RangeHandler.requests = []
+    RangeHandler.cut_after = None
     httpd = http.server.HTTPServer(("127.0.0.1", 0), RangeHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -68,3 +75,17 @@ def test_convert_from_a_url(server, synthetic_zip, tmp_path):
     assert result["splits"]["train"]["num_examples"] == 60
     with pytest.raises(DataError, match="missing.zip: download failed"):
         download(f"{server}/missing.zip", str(tmp_path / "cache"))
+
+
+def test_a_download_cut_mid_way_is_one_line_and_the_next_run_resumes(server, tmp_path):
+    folder = str(tmp_path / "cache")
+    RangeHandler.cut_after = 5_000
+    size = f"{len(RangeHandler.payload):,}"
+    with pytest.raises(DataError, match=rf"(download interrupted|the server closed the download) after 5,000 of "
+                                        rf"{size} bytes.*run the same command again to resume"):
+        download(f"{server}/tiny-imagenet-200.zip", folder)
+    assert os.path.getsize(os.path.join(folder, "tiny-imagenet-200.zip.part")) == 5_000
+    RangeHandler.cut_after = None
+    path = download(f"{server}/tiny-imagenet-200.zip", folder)
+    assert open(path, "rb").read() == RangeHandler.payload
+    assert RangeHandler.requests[-1] == "bytes=5000-"

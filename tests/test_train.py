@@ -354,3 +354,23 @@ def test_a_corrupt_checkpoint_is_named_in_one_line(records, tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "checkpoint.npz: unreadable checkpoint (BadZipFile" in last, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def one_error_line(result):
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert result.returncode == 2 and errors == lines[-1:] and "Traceback" not in result.stderr, result.stderr[-2000:]
+    return errors[0]
+
+
+def test_runs_that_cannot_work_stop_with_one_line_before_epoch_one(records, tmp_path):
+    config = config_file(tmp_path, [(32, 1, 33)])
+    uneven = one_error_line(train(records, str(tmp_path / "a"), config, "--cpu-replicas", "2"))
+    assert "stages[0].batch_size = 33 does not divide evenly over 2 replicas" in uneven
+    never = one_error_line(train(records, str(tmp_path / "b"), config_file(tmp_path, [(32, 1, 32)]),
+                                 "--set", "final_resolution=64"))
+    assert "64px/manifest.json: missing" in never and not os.path.exists(tmp_path / "b" / "log.csv")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    unwritable = one_error_line(train(records, str(blocker / "run"), config_file(tmp_path, [(32, 1, 32)])))
+    assert "a_file" in unwritable

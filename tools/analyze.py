@@ -13,26 +13,46 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
+import posixpath
 import sys
+import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, command_line
 
 
 def load_model(run_dir: str, name: str = "best.keras"):
     import keras
+    import tensorflow as tf
 
     import model.resnet  # noqa: F401  (registers the custom layer for deserialisation)
     import training.schedules  # noqa: F401  (registers the schedules)
 
-    path = os.path.join(run_dir, name)
-    if not os.path.exists(path):
+    path = posixpath.join(run_dir, name)
+    if not tf.io.gfile.exists(path):
         raise DataError(f"{path}: no best model in this run directory (train first, or check --run-dir)")
-    return keras.models.load_model(path, compile=False)
+    if "://" not in path:
+        return keras.models.load_model(path, compile=False)
+    with tempfile.TemporaryDirectory() as folder:  # Keras reads .keras archives from local paths
+        local = os.path.join(folder, name)
+        tf.io.gfile.copy(path, local)
+        return keras.models.load_model(local, compile=False)
+
+
+def _write(folder: str, name: str, content) -> None:
+    """A text, bytes or PIL image into `folder` (local, Drive or gs://), atomically."""
+    from pipeline import atomic
+
+    if isinstance(content, Image.Image):
+        buffer = io.BytesIO()
+        content.save(buffer, format="PNG")
+        content = buffer.getvalue()
+    atomic.write_bytes(posixpath.join(folder, name), content if isinstance(content, bytes) else content.encode())
 
 
 def predict(net, data: str, split: str, resolution: int, batch_size: int, classes):
@@ -86,10 +106,11 @@ def wrong_grid(images, labels, probabilities, names, words, count: int = 24, col
 
 def analyze(data: str, run_dir: str, resolution: int = 64, batch_size: int = 256, hard_count: int = 0,
             classes=None, log=print) -> dict:
-    run_config = {}
-    if os.path.exists(os.path.join(run_dir, "config.json")):
-        with open(os.path.join(run_dir, "config.json")) as handle:
-            run_config = json.load(handle)
+    import tensorflow as tf
+
+    from pipeline import manifest as manifests
+
+    run_config = manifests.read_json(posixpath.join(run_dir, "config.json")) or {}
     classes = classes if classes is not None else (run_config.get("classes") or None)
     net = load_model(run_dir)
     probabilities, labels, names, images, info = predict(net, data, "val", resolution, batch_size, classes)
@@ -100,28 +121,29 @@ def analyze(data: str, run_dir: str, resolution: int = 64, batch_size: int = 256
     summary = {"resolution": resolution, "num_examples": int(labels.size),
                "top1": float((predictions == labels).mean()),
                "top5": float(np.mean([label in row for label, row in zip(labels, top5)]))}
-    out = os.path.join(run_dir, "analysis")
-    os.makedirs(out, exist_ok=True)
+    out = posixpath.join(run_dir, "analysis")
+    tf.io.gfile.makedirs(out)
     accuracy, counts = per_class_accuracy(labels, predictions, info.num_classes)
     order = np.argsort(accuracy, kind="stable")
-    with open(os.path.join(out, "per_class.csv"), "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["rank", "wnid", "words", "accuracy", "count"])
-        for rank, index in enumerate(order, 1):
-            writer.writerow([rank, wnids[index], words[index], f"{accuracy[index]:.4f}", int(counts[index])])
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["rank", "wnid", "words", "accuracy", "count"])
+    for rank, index in enumerate(order, 1):
+        writer.writerow([rank, wnids[index], words[index], f"{accuracy[index]:.4f}", int(counts[index])])
+    _write(out, "per_class.csv", table.getvalue())
     pairs = confusions(labels, predictions)
-    with open(os.path.join(out, "confusions.csv"), "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["true_wnid", "true_words", "predicted_wnid", "predicted_words", "count"])
-        for truth, guess, number in pairs:
-            writer.writerow([wnids[truth], words[truth], wnids[guess], words[guess], number])
-    wrong_grid(images, labels, probabilities, names, words).save(os.path.join(out, "most_wrong.png"))
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["true_wnid", "true_words", "predicted_wnid", "predicted_words", "count"])
+    for truth, guess, number in pairs:
+        writer.writerow([wnids[truth], words[truth], wnids[guess], words[guess], number])
+    _write(out, "confusions.csv", table.getvalue())
+    _write(out, "most_wrong.png", wrong_grid(images, labels, probabilities, names, words))
     hard = hard_examples(net, data, resolution, batch_size, classes, hard_count)
-    with open(os.path.join(out, "hard_examples.txt"), "w") as handle:
-        handle.write("# training images with the highest loss (filename<TAB>loss); use as augment.hard_examples\n")
-        handle.writelines(f"{name}\t{loss:.4f}\n" for name, loss in hard)
-    with open(os.path.join(out, "summary.json"), "w") as handle:
-        json.dump(summary, handle, indent=1)
+    _write(out, "hard_examples.txt",
+           "# training images with the highest loss (filename<TAB>loss); use as augment.hard_examples\n"
+           + "".join(f"{name}\t{loss:.4f}\n" for name, loss in hard))
+    _write(out, "summary.json", json.dumps(summary, indent=1))
     log(f"val at {resolution}px: top-1 {summary['top1']:.4f}, top-5 {summary['top5']:.4f} "
         f"({summary['num_examples']} images)")
     log("worst classes: " + ", ".join(f"{words[i].split(',')[0]} {accuracy[i]:.0%}" for i in order[:5]))
@@ -144,6 +166,7 @@ def hard_examples(net, data: str, resolution: int, batch_size: int, classes, cou
     return [(names[i], float(losses[i])) for i in order]
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="the converter's output folder")
@@ -156,11 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend
-    try:
+    from pipeline import dataset
+
+    with dataset.naming_corrupt_shards(args.data, args.resolution, ("train", "val")):
         analyze(args.data, args.run_dir, args.resolution, args.batch_size, args.hard_count)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     return 0
 
 

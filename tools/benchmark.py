@@ -21,7 +21,8 @@ import statistics
 import sys
 import time
 
-from pipeline.errors import DataError
+from pipeline import dataset
+from pipeline.errors import command_line
 
 
 def _images_per_sec(dataset, seconds: float, repeats: int, warmup_batches: int = 3) -> float:
@@ -46,15 +47,15 @@ def read_only(data: str, resolution: int, batch_size: int):
     from pipeline import records
 
     manifest = manifests.load(data, resolution)
-    files = manifests.shard_paths(data, resolution, manifest, "train")
-    dataset = tf.data.Dataset.from_tensor_slices(files).interleave(
+    files = dataset.checked_shard_paths(data, resolution, manifest, "train")
+    stream = tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset, cycle_length=min(16, len(files)), num_parallel_calls=tf.data.AUTOTUNE)
 
     def parse(serialized):
         parsed = records.parse_batch(serialized)
         return records.decode_images(parsed["image"], manifest["encoding"], resolution), parsed["label"]
 
-    return (dataset.repeat().batch(batch_size, drop_remainder=True)
+    return (stream.repeat().batch(batch_size, drop_remainder=True)
             .map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
 
@@ -116,6 +117,7 @@ def plot(result: dict, path: str) -> bool:
     return True
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     from pipeline import augment
 
@@ -137,12 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--augment: unknown {', '.join(unknown)} (known: {', '.join(augment.REGISTRY)})")
     if args.seconds <= 0 or args.repeats < 1 or args.batch_size < 1:
         parser.error("--seconds, --repeats and --batch-size must be positive")
-    try:
+    with dataset.naming_corrupt_shards(args.data, args.resolution, ("train", "val")):
         result = run(args.data, args.resolution, args.batch_size, names, args.seconds, args.repeats,
                      None if args.baseline == "none" else args.baseline)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)

@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline import imaging
 from pipeline import manifest as manifests
-from pipeline.errors import DataError
+from pipeline.errors import DataError, command_line
 from pipeline.manifest import sha256_of
 from pipeline.tiny_imagenet import OFFICIAL_URL, Entry, Source, open_source
 
@@ -296,6 +296,7 @@ def convert(source_location: str, out: str, resolutions: list[int], encoding: st
     return {r: o.finish() for r, o in outputs.items()}
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", required=True,
@@ -317,12 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--resolutions {args.resolutions!r}: expected numbers like 32,48,64")
     start = time.time()
-    try:
-        results = convert(args.source, args.out, resolutions, args.encoding, args.shards_per_split, args.classes,
-                          args.include_test, args.workers, args.seed, args.skip_bad, args.download_dir)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    results = convert(args.source, args.out, resolutions, args.encoding, args.shards_per_split, args.classes,
+                      args.include_test, args.workers, args.seed, args.skip_bad, args.download_dir)
     for r, m in results.items():
         counts = ", ".join(f"{s} {i['num_examples']}" for s, i in m["splits"].items())
         print(f"{r}px: {counts}; mean {m['mean']} std {m['std']}; skipped {len(m['skipped'])}")

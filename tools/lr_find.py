@@ -16,7 +16,7 @@ import math
 import os
 import sys
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, command_line
 
 
 def smooth(values: list[float], beta: float = 0.9) -> list[float]:
@@ -107,6 +107,7 @@ def _plot(lrs, losses, base_lr, max_lr, path) -> bool:
     return True
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="the converter's output folder")
@@ -128,12 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--start-lr must be positive and below --end-lr")
     if args.steps < 20:
         parser.error("--steps: at least 20 steps are needed to see a trend")
-    try:
+    from pipeline import dataset
+
+    with dataset.naming_corrupt_shards(args.data, args.resolution, ("train", "val")):
         result = run(args.data, args.model, args.resolution, args.batch_size, args.start_lr, args.end_lr,
                      args.steps, args.out, args.classes, args.augment)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     print(f"swept {result['steps']} steps; suggested cyclical schedule: base_lr={result['base_lr']:.3g} "
           f"max_lr={result['max_lr']:.3g}")
     print(f"wrote {args.out}/lr_find.csv" + (f" and {args.out}/lr_find.png" if result["plot"] else ""))

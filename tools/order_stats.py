@@ -13,7 +13,10 @@ import json
 import sys
 import time
 
+from pipeline.errors import command_line
 
+
+@command_line
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="the converter's output folder")
@@ -26,17 +29,12 @@ def main(argv=None) -> int:
     import numpy as np
 
     from pipeline import dataset, epoch_order
-    from pipeline.errors import DataError
 
     start = time.monotonic()
-    try:
-        ds, info = dataset.build(args.data, "train", args.resolution, args.batch_size, epochs=2, cache=args.cache,
-                                 seed=args.seed, with_filenames=True)
-        with dataset.naming_corrupt_shards(args.data, args.resolution, ("train",)):
-            names = np.concatenate([batch[2].numpy() for batch in ds])
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    ds, info = dataset.build(args.data, "train", args.resolution, args.batch_size, epochs=2, cache=args.cache,
+                             seed=args.seed, with_filenames=True)
+    with dataset.naming_corrupt_shards(args.data, args.resolution, ("train",)):
+        names = np.concatenate([batch[2].numpy() for batch in ds])
     per_epoch = info.steps_per_epoch * info.batch_size
     result = epoch_order.order_statistics(names[:per_epoch], names[per_epoch:], args.batch_size)
     result["seconds"] = round(time.monotonic() - start, 1)

@@ -16,7 +16,8 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.errors import DataError
+from pipeline import dataset
+from pipeline.errors import command_line
 
 
 def grid_rows(data: str, resolution: int, names: list[str], columns: int, seed: int,
@@ -30,7 +31,7 @@ def grid_rows(data: str, resolution: int, names: list[str], columns: int, seed: 
     # Read the first records directly: the box-aware crop needs their boxes, which the training
     # pipeline does not hand out.
     manifest = manifests.load(data, resolution)
-    files = manifests.shard_paths(data, resolution, manifest, "train")
+    files = dataset.checked_shard_paths(data, resolution, manifest, "train")
     parsed = records.parse_batch(next(iter(tf.data.TFRecordDataset(files).batch(columns))))
     images = records.decode_images(parsed["image"], manifest["encoding"], resolution)
     labels = tf.one_hot(parsed["label"], len(manifest["classes"]))
@@ -60,6 +61,7 @@ def draw_grid(rows, scale: int = 2, label_width: int = 110) -> Image.Image:
     return canvas
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     from pipeline import augment
 
@@ -76,11 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in augment.REGISTRY]
     if unknown:
         parser.error(f"--augment: unknown {', '.join(unknown)} (known: {', '.join(augment.REGISTRY)})")
-    try:
+    with dataset.naming_corrupt_shards(args.data, args.resolution, ("train", "val")):
         rows = grid_rows(args.data, args.resolution, names, args.columns, args.seed, args.policy)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     draw_grid(rows).save(args.out)
     print(f"wrote {args.out}: {len(rows) - 1} augmentations x {args.columns} images at {args.resolution}px")
     return 0

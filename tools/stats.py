@@ -17,7 +17,8 @@ import sys
 
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline import dataset
+from pipeline.errors import command_line
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -30,7 +31,7 @@ def compute(data: str, resolution: int) -> dict:
     from pipeline import records
 
     manifest = manifests.load(data, resolution)
-    files = manifests.shard_paths(data, resolution, manifest, "train")
+    files = dataset.checked_shard_paths(data, resolution, manifest, "train")
     total = np.zeros(3)
     total_sq = np.zeros(3)
     histogram = np.zeros((3, 256), np.int64)
@@ -116,6 +117,7 @@ def summary(stats: dict) -> str:
     ])
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="the converter's output folder")
@@ -123,11 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="stats", help="folder for the PNG charts")
     parser.add_argument("--json", help="write the statistics here")
     args = parser.parse_args(argv)
-    try:
+    with dataset.naming_corrupt_shards(args.data, args.resolution, ("train", "val")):
         stats = compute(args.data, args.resolution)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     print(summary(stats))
     for path in draw(stats, args.out):
         print(f"wrote {path}")

@@ -2,9 +2,10 @@
 
     python -m tools.verify /content/drive/MyDrive/tin
 
-Checks, per shard: the file exists, its sha256 and record count match the manifest, and every
-record parses and decodes to the stated resolution. Exits 1 and names the bad shards otherwise;
-useful after copying records between Drive, a bucket and local disk.
+Checks, per `<res>px` folder: its manifest exists and is complete; per shard: the file exists,
+its sha256 and record count match the manifest, and every record parses and decodes to the
+stated resolution. Exits 1 and names the bad shards otherwise; useful after copying records
+between Drive, a bucket and local disk.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import posixpath
 import sys
 
 from pipeline import manifest as manifests
-from pipeline.errors import DataError
+from pipeline.errors import DataError, command_line
 
 
 def resolutions_in(data_dir: str) -> list[int]:
@@ -25,11 +26,10 @@ def resolutions_in(data_dir: str) -> list[int]:
     found = []
     for name in tf.io.gfile.listdir(data_dir):
         name = name.rstrip("/")
-        if name.endswith("px") and name[:-2].isdigit() and tf.io.gfile.exists(
-                posixpath.join(data_dir, name, manifests.NAME)):
-            found.append(int(name[:-2]))
+        if name.endswith("px") and name[:-2].isdigit() and tf.io.gfile.isdir(posixpath.join(data_dir, name)):
+            found.append(int(name[:-2]))  # with or without a manifest: a missing one is reported
     if not found:
-        raise DataError(f"{data_dir}: no <res>px/manifest.json inside; is this a converted folder?")
+        raise DataError(f"{data_dir}: no <res>px folder inside; is this a converted folder?")
     return sorted(found)
 
 
@@ -61,7 +61,12 @@ def verify(data_dir: str, report=print) -> list[str]:
     """Bad shard paths with reasons (empty when all is well)."""
     bad = []
     for resolution in resolutions_in(data_dir):
-        manifest = manifests.load(data_dir, resolution)
+        try:
+            manifest = manifests.load(data_dir, resolution)
+        except DataError as error:  # missing, unfinished or not a manifest: that folder is bad
+            bad.append(str(error))
+            report(f"{resolution}px: {str(error).split(': ', 1)[-1]}")
+            continue
         for split, info in manifest["splits"].items():
             paths = manifests.shard_paths(data_dir, resolution, manifest, split)
             problems = [(p, check_shard(p, s, manifest["encoding"], resolution))
@@ -75,15 +80,12 @@ def verify(data_dir: str, report=print) -> list[str]:
     return bad
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", help="the converter's output folder")
     args = parser.parse_args(argv)
-    try:
-        bad = verify(args.data)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    bad = verify(args.data)
     for line in bad:
         print(f"BAD {line}", file=sys.stderr)
     return 1 if bad else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import typing
 
@@ -161,13 +162,16 @@ def apply_override(data: dict, assignment: str) -> None:
     path, _, text = assignment.partition("=")
     keys = path.strip().split(".")
     target = data
-    for key in keys[:-1]:
+    for depth, key in enumerate(keys[:-1]):
         if isinstance(target, list):
             if not key.isdigit() or int(key) >= len(target):
                 raise DataError(f"--set {assignment!r}: no item {key} in {path}")
             target = target[int(key)]
-        else:
+        elif isinstance(target, dict):
             target = target.setdefault(key, {})
+        if not isinstance(target, (dict, list)):
+            where = ".".join(keys[:depth + 1])
+            raise DataError(f"--set {assignment!r}: {where} is a single value ({target!r}), not a table")
     last = keys[-1]
     if isinstance(target, list):
         if not last.isdigit() or int(last) >= len(target):
@@ -175,6 +179,17 @@ def apply_override(data: dict, assignment: str) -> None:
         target[int(last)] = _parse_value(text.strip())
     else:
         target[last] = _parse_value(text.strip())
+
+
+def _numbers(data, prefix: str = ""):
+    """(dotted key, value) of every float in a config dict (nan and inf are refused)."""
+    items = data.items() if isinstance(data, dict) else enumerate(data)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, list)):
+            yield from _numbers(value, name + ".")
+        elif isinstance(value, float):
+            yield name, value
 
 
 def load(path: str | None, overrides: list[str] = ()) -> Config:
@@ -219,10 +234,29 @@ def validate(config: Config) -> None:
     if config.schedule.mode not in ("triangular", "triangular2", "exp_range"):
         raise DataError(f"{where}: schedule.mode={config.schedule.mode!r}: expected triangular, triangular2 "
                         "or exp_range")
+    for key, value in _numbers(config.to_dict()):
+        if not math.isfinite(value):
+            raise DataError(f"{where}: {key} = {value}: must be a finite number")
     if not 0 < config.schedule.base_lr <= config.schedule.max_lr:
         raise DataError(f"{where}: need 0 < schedule.base_lr <= schedule.max_lr")
     if config.schedule.step_size_epochs <= 0:
         raise DataError(f"{where}: schedule.step_size_epochs must be positive")
+    if not 0 < config.schedule.gamma <= 1:
+        raise DataError(f"{where}: schedule.gamma = {config.schedule.gamma}: must be in (0, 1] (exp_range multiplies "
+                        "the amplitude by gamma every epoch: above 1 the learning rate grows without bound)")
+    if not 0 <= config.optimizer.momentum < 1:
+        raise DataError(f"{where}: optimizer.momentum = {config.optimizer.momentum}: must be in [0, 1)")
+    if config.optimizer.weight_decay < 0 or config.optimizer.clipnorm < 0:
+        raise DataError(f"{where}: optimizer.weight_decay and optimizer.clipnorm must not be negative")
+    if config.runtime.steps_per_execution < 0:
+        raise DataError(f"{where}: runtime.steps_per_execution = {config.runtime.steps_per_execution}: must be 0 "
+                        "(auto) or a positive number of steps")
+    if config.runtime.checkpoint_minutes < 0:
+        raise DataError(f"{where}: runtime.checkpoint_minutes must not be negative (0: every epoch only)")
+    if not 0 <= config.augment.hard_fraction < 1:
+        raise DataError(f"{where}: augment.hard_fraction = {config.augment.hard_fraction}: must be in [0, 1)")
+    if config.classes < 0 or config.final_resolution < 0:
+        raise DataError(f"{where}: classes and final_resolution must not be negative (0: all, the largest stage)")
     if config.augment.on not in ("host", "device"):
         raise DataError(f"{where}: augment.on={config.augment.on!r}: expected host or device")
     if config.runtime.mixed_precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):

@@ -126,10 +126,15 @@ class Trainer:
             run_dir = posixpath.join(run_dir, f"worker-{runtime.worker_index}")
         self.config, self.data_dir, self.run_dir, self.runtime = config, data_dir, run_dir, runtime
         self.verbose, self.log = verbose, log
+        for index, stage in enumerate(config.stages):
+            if stage.batch_size % runtime.replicas:
+                raise DataError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
+                                f"evenly over {runtime.replicas} replicas; use a multiple of {runtime.replicas}")
         self.stages, last_manifest = plan(config, data_dir)
         self.num_classes = config.classes or len(last_manifest["classes"])
         self.mean, self.std = last_manifest["mean"], last_manifest["std"]
         self.final_resolution = config.final_resolution or max(s.resolution for s in config.stages)
+        manifests.load(data_dir, self.final_resolution)  # the final evaluation's records, checked before epoch 1
 
     @property
     def _pad_to(self) -> int:

@@ -1,0 +1,89 @@
+"""Every input path answers bad input with one line naming the file or option, and exit code 2.
+
+Each case here was a traceback, a wrong exit code or a silent acceptance before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from pipeline.errors import DataError
+from tools import benchmark, convert, order_stats, stats, verify
+from training import config as configs
+
+STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("schedule.gamma=0", r"schedule.gamma = 0.0: must be in \(0, 1\]"),
+    ("schedule.gamma=1.5", r"schedule.gamma = 1.5: must be in \(0, 1\]"),
+    ("optimizer.momentum=5", r"optimizer.momentum = 5.0: must be in \[0, 1\)"),
+    ("runtime.steps_per_execution=-1", r"runtime.steps_per_execution = -1: must be 0"),
+    ("schedule.max_lr=inf", r"schedule.max_lr = inf: must be a finite number"),
+    ("label_smoothing=nan", r"label_smoothing = nan: must be a finite number"),
+    ("model.x=1", r"--set 'model.x=1': model is a single value \('resnet18'\), not a table"),
+    ("augment.policy=5", r"augment.policy: expected a string or a list of augmentations, got 5"),
+    ("augment.hard_fraction=1.5", r"augment.hard_fraction = 1.5: must be in \[0, 1\)"),
+])
+def test_impossible_settings_are_one_line_naming_the_key(tmp_path, override, message):
+    path = tmp_path / "c.toml"
+    path.write_text('model = "resnet18"\n' + STAGE)
+    with pytest.raises(DataError, match=message) as refused:
+        configs.load(str(path), [override])
+    assert "\n" not in str(refused.value)
+
+
+@pytest.fixture
+def damaged(converted, tmp_path):
+    """A copy of the converted records whose tools can be broken one shard at a time."""
+    copy = str(tmp_path / "copy")
+    shutil.copytree(converted[0], copy)
+    return copy
+
+
+def corrupt_in_place(path):
+    """Flip bytes in the middle of a record: the size stays, the record's CRC fails."""
+    with open(path, "r+b") as handle:
+        handle.seek(os.path.getsize(path) // 2)
+        chunk = handle.read(64)
+        handle.seek(os.path.getsize(path) // 2)
+        handle.write(bytes(b ^ 0xFF for b in chunk))
+
+
+TOOLS = {
+    "benchmark": lambda data: benchmark.main(["--data", data, "--resolution", "32", "--batch-size", "16", "--augment",
+                                              "flip", "--seconds", "0.2", "--repeats", "1", "--baseline", "none"]),
+    "stats": lambda data: stats.main(["--data", data, "--resolution", "32", "--out", os.path.join(data, "s")]),
+    "order_stats": lambda data: order_stats.main(["--data", data, "--resolution", "32", "--batch-size", "16"]),
+}
+
+
+@pytest.mark.parametrize("tool", list(TOOLS))
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_tools_name_a_missing_or_corrupt_shard(damaged, capsys, tool, damage):
+    shard = os.path.join(damaged, "32px", "train-00001-of-00003.tfrecord")
+    if damage == "missing":
+        os.remove(shard)
+    else:
+        corrupt_in_place(shard)
+    assert TOOLS[tool](damaged) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "train-00001-of-00003.tfrecord" in err[0], err
+
+
+def test_verify_fails_on_a_resolution_without_its_manifest(damaged, capsys):
+    os.remove(os.path.join(damaged, "64px", "manifest.json"))
+    assert verify.main([damaged]) == 1
+    assert "64px/manifest.json: missing" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_line(synthetic_zip, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code = convert.main(["--source", synthetic_zip[0], "--out", str(blocker / "records"), "--resolutions", "32",
+                         "--classes", "1", "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "a_file" in err[0], err
