@@ -222,3 +222,58 @@ def test_every_geometric_pair_keeps_the_known_object_in_view(first, second):
         # scale zooms by at most e^0.4 per axis: the share stays within (0.09 / 1.5^2, 0.09 * 1.5^2), and
         # reflected borders at most double what a zoom-out shows
         assert share.min() >= 0.09 / 1.5 ** 2 - 0.01 and share.max() <= 2 * 0.09 * 1.5 ** 2, (first, second, share)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Colour ops against references from outside the code: tf.image, PIL, the NTSC YIQ definition.
+# ----------------------------------------------------------------------------------------------------
+def mid_range_batch(size=8):
+    images, labels, _ = smooth_batch(size)
+    images = tf.round(tf.clip_by_value((images - 125.0) * 0.5 + 125.0, 0, 255))  # 90..160: no clipping
+    return images, labels
+
+
+def test_brightness_equals_tf_image_adjust_brightness_with_a_delta_within_the_magnitude():
+    images, labels = mid_range_batch()
+    out, _ = augment.Policy("brightness:p=1:m=0.25")(images, labels, SEED)
+    deltas = (out.numpy() - images.numpy()).mean((1, 2, 3))
+    assert np.all(np.abs(deltas) <= 0.25 * 255 + 1e-3) and np.std(deltas) > 5  # drawn per image
+    for image, result, delta in zip(images.numpy(), out.numpy(), deltas):
+        reference = tf.image.adjust_brightness(image / 255.0, delta / 255.0).numpy() * 255.0
+        np.testing.assert_allclose(result, reference, atol=1e-3)
+
+
+def test_saturation_equals_pils_colour_enhancement_with_a_factor_within_the_magnitude():
+    from PIL import Image, ImageEnhance
+
+    images, labels = mid_range_batch()
+    out, _ = augment.Policy("saturation:p=1:m=0.4")(images, labels, SEED)
+    factors = []
+    for image, result in zip(images.numpy().astype(np.float64), out.numpy().astype(np.float64)):
+        # PIL's Color enhancement blends with its "L" image, ITU-R 601-2 luma: L = R 299/1000 + G 587/1000
+        # + B 114/1000; our factor is whatever least squares finds, and must then reproduce PIL everywhere.
+        grey = image @ np.array([0.299, 0.587, 0.114])
+        away, moved = (image - grey[..., None]).ravel(), (result - grey[..., None]).ravel()
+        factor = float(away @ moved / (away @ away))
+        factors.append(factor)
+        theirs = ImageEnhance.Color(Image.fromarray(image.astype(np.uint8))).enhance(factor)
+        np.testing.assert_allclose(result, np.asarray(theirs, np.float64), atol=1.51)  # PIL rounds to uint8
+    assert all(0.6 - 1e-4 <= f <= 1.4 + 1e-4 for f in factors) and np.std(factors) > 0.05
+
+
+def test_hue_rotates_the_yiq_chroma_by_one_angle_per_image_within_the_magnitude():
+    # NTSC YIQ (FCC, 1953): luma Y and the chroma plane (I, Q). A hue rotation keeps Y and |(I, Q)|.
+    yiq = np.array([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
+    images, labels = mid_range_batch()
+    out, _ = augment.Policy("hue:p=1:m=0.1")(images, labels, SEED)
+    angles = []
+    for image, result in zip(images.numpy().astype(np.float64), out.numpy().astype(np.float64)):
+        before, after = image.reshape(-1, 3) @ yiq.T, result.reshape(-1, 3) @ yiq.T
+        np.testing.assert_allclose(after[:, 0], before[:, 0], atol=0.05)  # luma kept
+        np.testing.assert_allclose(np.hypot(after[:, 1], after[:, 2]), np.hypot(before[:, 1], before[:, 2]),
+                                   atol=0.15)  # chroma strength kept
+        strong = np.hypot(before[:, 1], before[:, 2]) > 10
+        turn = np.angle((after[strong, 1] + 1j * after[strong, 2]) / (before[strong, 1] + 1j * before[strong, 2]))
+        assert np.ptp(turn) < 0.02  # one angle for the whole image
+        angles.append(float(np.median(turn)))
+    assert all(abs(a) <= 0.1 * np.pi + 0.01 for a in angles) and np.std(angles) > 0.03

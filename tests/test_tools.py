@@ -23,7 +23,10 @@ def test_benchmark_rows_and_json(converted, tmp_path):
     assert result["resolution"] == 32 and result["batch_size"] == 16 and result["cpu_count"] == os.cpu_count()
     names = [r["augmentation"] for r in result["results"]]
     assert names == ["read", "none", "flip", "cutout", "policy:default", "policy:keras-ops", "keras"]
-    assert all(r["images_per_sec"] > 0 for r in result["results"])
+    rate = {r["augmentation"]: r["images_per_sec"] for r in result["results"]}
+    # Reading is the ceiling: the whole default policy (13 ops, one XLA call per batch after the same
+    # read) cannot be faster, and the Keras layers row does the same six ops as policy:keras-ops.
+    assert rate["policy:default"] < rate["read"] and rate["keras"] < rate["read"]
     assert Image.open(tmp_path / "bench.png").size[0] > 300
 
 
