@@ -243,6 +243,7 @@ def test_cli_errors_are_one_line(tmp_path):
     assert "manifest.json: missing" in result.stderr
 
 
+@pytest.mark.slow
 def test_augmentation_on_the_device_trains_under_tensorflow_and_is_refused_under_jax(records, tmp_path):
     config = config_file(tmp_path, [(32, 1, 32)], '[runtime]\njit_compile = "true"\n')
     with open(config) as handle:
@@ -315,20 +316,14 @@ def test_resume_shows_and_keeps_accepted_changes_and_refuses_others_without_touc
 
 
 @pytest.mark.slow
-def test_a_log_row_without_its_checkpoint_is_dropped_when_the_run_starts_afresh(records, tmp_path):
-    # As left by a run killed after writing epoch 1's row (and best.keras) but before its checkpoint.
-    run_dir = tmp_path / "r"
-    run_dir.mkdir()
-    (run_dir / "log.csv").write_text("epoch,stage,resolution,lr,loss\n1,1,32,0.02,2.0\n")
-    result = train(records, str(run_dir), config_file(tmp_path, [(32, 2, 32)]))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert [r["epoch"] for r in log_rows(str(run_dir))] == ["1", "2"]
-
-
-@pytest.mark.slow
-def test_one_process_per_run_directory_and_a_killed_holder_frees_it(records, tmp_path):
+def test_one_process_per_run_directory_and_the_log_always_agrees_with_the_checkpoint(records, tmp_path):
     run_dir = str(tmp_path / "r")
     config = config_file(tmp_path, [(32, 3, 16)])
+    # As left by a run killed after writing epoch 1's row (and best.keras) but before its checkpoint:
+    # the fresh start must drop that row, or epoch 1 would be logged twice for good.
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "log.csv"), "w") as handle:
+        handle.write("epoch,stage,resolution,lr,loss\n1,1,32,0.02,2.0\n")
     first = train(records, run_dir, config, wait=False)
     lock = os.path.join(run_dir, "run.lock")
     deadline = time.time() + 120
@@ -376,3 +371,38 @@ def test_runs_that_cannot_work_stop_with_one_line_before_epoch_one(records, tmp_
     blocker.write_text("")
     unwritable = one_error_line(train(records, str(blocker / "run"), config_file(tmp_path, [(32, 1, 32)])))
     assert "a_file" in unwritable
+
+
+def test_the_train_step_trains_on_the_policy_applied_with_its_replica_seed():
+    """augment.on = "device": what the model trains on is the policy applied to the batch with the
+    seed of (seed, optimizer step, replica); recorded inside the real train step."""
+    import keras
+    import tensorflow as tf
+
+    from pipeline.augment import Policy
+    from training.device_augment import augment_in_train_step, replica_seed
+
+    net = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Activation("softmax")])
+    net.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy", run_eagerly=True)
+    seen = []
+    plain = net.train_step
+
+    def recording_step(data):
+        seen.append(data[0].numpy())
+        return plain(data)
+
+    net.train_step = recording_step
+    policy = "flip:p=1, brightness:p=1, cutout:p=1"
+    augment_in_train_step(net, policy, seed=11, backend="tensorflow")
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (2, 8, 16, 16, 3)).astype(np.float32)
+    labels = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (2, 8))]
+    net.fit(tf.data.Dataset.from_tensor_slices((images, labels)), epochs=1, verbose=0)
+    assert len(seen) == 2
+    for step in range(2):
+        with tf.distribute.get_strategy().scope():
+            seed = tf.distribute.get_strategy().run(lambda s=step: replica_seed(11, tf.constant(s, tf.int64)))
+        expected, _ = Policy(policy)(tf.constant(images[step]), tf.constant(labels[step]), seed)
+        np.testing.assert_allclose(seen[step], expected.numpy(), atol=1e-3)
+        assert np.abs(seen[step] - images[step]).mean() > 5  # really augmented
