@@ -236,14 +236,17 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
 
     def one_epoch(epoch):
         """This epoch's batches, in an order that depends only on (seed, epoch, input pipeline)."""
-        ordered = epoch_order.permuted(in_order, num_examples,
-                                       epoch_order.key(seed, epoch_order.ORDER, epoch, pipeline_id), window)
+        order_key = epoch_order.key(seed, epoch_order.ORDER, epoch, pipeline_id)
+        if steps_per_epoch or hard is not None:
+            # a worker whose shards hold fewer examples (or whose batches give slots to hard
+            # examples) wraps around into a fresh order instead of running dry
+            ordered = epoch_order.permuted_forever(in_order, num_examples, order_key, window)
+        else:
+            ordered = epoch_order.permuted(in_order, num_examples, order_key, window)
         if hard is not None:
             hard_stream = epoch_order.reshuffled_forever(
                 hard, epoch_order.key(seed, epoch_order.HARD, epoch, pipeline_id))
             ordered = _mix_in_hard(ordered, hard_stream, hard_fraction, batch_size)
-        if steps_per_epoch:  # a worker whose shards hold fewer examples wraps around instead of running dry
-            ordered = ordered.repeat()
         batches = ordered.batch(batch_size, drop_remainder=True).take(batches_per_epoch).enumerate()
         # Augmentation seeds: one per batch, and distinct per input pipeline (several workers).
         augment_key = epoch_order.key(seed, epoch_order.AUGMENT, epoch, pipeline_id)
@@ -251,10 +254,9 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
             tf.random.experimental.stateless_fold_in(augment_key, i, alg="philox"), serialized))
 
     last = first_epoch + epochs if epochs is not None else 2**62
-    # Two epochs open at once, read in strict order (block = one whole epoch): the next epoch's
-    # first window fills in the background instead of stalling the accelerator at every epoch start.
-    dataset = tf.data.Dataset.range(first_epoch, last).interleave(
-        one_epoch, cycle_length=2, block_length=batches_per_epoch, num_parallel_calls=2, deterministic=True)
+    # Epochs in turn. (A parallel interleave of two epochs hid the first window's build at each epoch
+    # start, but tf.data then opened and buffered several whole epochs ahead: gigabytes at 64 px.)
+    dataset = tf.data.Dataset.range(first_epoch, last).flat_map(one_epoch)
     dataset = dataset.map(batch_fn, num_parallel_calls=AUTOTUNE, deterministic=True)
     return dataset.prefetch(AUTOTUNE), info
 
@@ -347,8 +349,13 @@ def _hard_records(records_ds, path: str | None, fraction: float, batch_size: int
     wanted = tf.constant(names)
     name_only = {"filename": records.FEATURES["filename"]}
     hard = records_ds.filter(lambda r: tf.reduce_any(
-        tf.equal(tf.io.parse_single_example(r, name_only)["filename"], wanted)))
-    return hard.cache()
+        tf.equal(tf.io.parse_single_example(r, name_only)["filename"], wanted))).cache()
+    # One pass now: a list that names no training image of these records would otherwise leave
+    # the hard-example stream empty and training waiting for it forever.
+    if int(hard.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)) == 0:
+        raise DataError(f"{path}: none of its {len(names)} filenames is a training image of these records "
+                        "(another dataset, resolution or class subset?)")
+    return hard
 
 
 def _mix_in_hard(ordered, hard_stream, fraction: float, batch_size: int):
@@ -362,7 +369,7 @@ def _mix_in_hard(ordered, hard_stream, fraction: float, batch_size: int):
     per_batch = max(1, round(fraction * batch_size))
     pattern = [1] * per_batch + [0] * (batch_size - per_batch)
     choice = tf.data.Dataset.from_tensor_slices(tf.constant(pattern, tf.int64)).repeat()
-    return tf.data.Dataset.choose_from_datasets([ordered.repeat(), hard_stream], choice)
+    return tf.data.Dataset.choose_from_datasets([ordered, hard_stream], choice)
 
 
 def _record_bytes(manifest: dict, split: str) -> float:

@@ -110,3 +110,49 @@ def test_keys_differ_by_purpose_epoch_and_pipeline():
             for pipe in (0, 1)}
     assert len(keys) == 8
     assert tf.reduce_all(epoch_order.key(3, 1, 5, 0) == epoch_order.key(3, 1, 5, 0))
+
+
+def test_hard_examples_that_match_no_record_are_refused_not_waited_for(large_split, tmp_path):
+    from pipeline.errors import DataError
+
+    hard_file = tmp_path / "hard.txt"
+    hard_file.write_text("n99999999_1.JPEG\nn99999999_2.JPEG\n")
+    with pytest.raises(DataError, match=r"hard.txt: none of its 2 filenames is a training image"):
+        dataset.build(large_split, "train", 8, BATCH, epochs=1, hard_examples=str(hard_file), hard_fraction=0.1)
+
+
+MEMORY = """
+import resource, sys
+from pipeline import dataset, epoch_order
+epoch_order.WINDOW_BYTES = 4 << 20
+ds, _ = dataset.build(sys.argv[1], "train", 32, 256, epochs=int(sys.argv[2]))
+iterator = iter(ds)
+for _ in range(40):
+    next(iterator)
+import time; time.sleep(3)  # let every background prefetch fill what it will
+for _ in range(40):
+    next(iterator)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_however_many_epochs_are_asked_for(tmp_path):
+    """20,480 records of 3 KB (60 MB a pass): reading 80 batches of a 30-epoch run costs what a
+    1-epoch run costs. tf.data's parallel interleave once opened and buffered several epochs ahead."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import write_split
+
+    data = write_split(str(tmp_path), examples=20_480, shards=16, classes=10, resolution=32)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    peak = {}
+    for epochs in (1, 30):
+        result = subprocess.run([sys.executable, "-c", MEMORY, data, str(epochs)], env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        peak[epochs] = int(result.stdout.strip().splitlines()[-1])
+    assert peak[30] - peak[1] < 60, peak  # MB: less than one pass over the split more
