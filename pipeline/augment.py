@@ -504,6 +504,8 @@ def parse_policy(spec) -> list[Step]:
             name = values.pop("name", "")
         else:
             raise DataError(f"augmentation policy: cannot read {item!r}")
+        if not isinstance(name, str):
+            raise DataError(f"augmentation policy: name {name!r} is not an augmentation's name")
         name = name.strip()
         if name not in REGISTRY:
             raise DataError(f"augmentation policy: unknown augmentation {name!r} (known: {', '.join(REGISTRY)})")
@@ -513,8 +515,10 @@ def parse_policy(spec) -> list[Step]:
         try:
             p = float(values.get("p", REGISTRY[name].p))
             m = float(values.get("m", REGISTRY[name].m))
-        except ValueError:
+        except (TypeError, ValueError):
             raise DataError(f"augmentation policy: {name}: p and m must be numbers") from None
+        if not (math.isfinite(p) and math.isfinite(m)):
+            raise DataError(f"augmentation policy: {name}: p and m must be finite numbers")
         if not 0.0 <= p <= 1.0:
             raise DataError(f"augmentation policy: {name}: p={p} outside [0, 1]")
         steps.append(Step(name, p, m))

@@ -21,15 +21,26 @@ def describe(error: BaseException) -> str | None:
         return str(error)
     tf = sys.modules.get("tensorflow")
     errors = getattr(tf, "errors", None)
-    if errors is not None and isinstance(error, errors.OpError):
-        # PermissionDenied, ResourceExhausted (disk or Drive full), NotFound, DataLoss, ...: their
-        # message names the path; its first line is the useful part.
-        message = (error.message or "").strip().splitlines()
-        return f"{type(error).__name__}: {message[0] if message else ''}"[:500]
+    environment = () if errors is None else (
+        errors.NotFoundError, errors.PermissionDeniedError, errors.ResourceExhaustedError, errors.DataLossError,
+        errors.UnavailableError, errors.DeadlineExceededError, errors.FailedPreconditionError,
+        errors.AlreadyExistsError)
+    if environment and isinstance(error, environment):
+        # A missing or unwritable path, a full disk or Drive, a damaged file: the message names the
+        # path. Inside a graph it starts with "Graph execution error:" and node names: skip those.
+        return f"{type(error).__name__}: {_meaningful_line(error.message or '')}"[:500]
     if isinstance(error, OSError):  # PermissionError, disk full, a vanished network path
         where = f"{error.filename}: " if getattr(error, "filename", None) else ""
         return f"{where}{error.strerror or error}"
     return None
+
+
+def _meaningful_line(message: str) -> str:
+    noise = ("Graph execution error", "Detected at node", "Stack trace", "File ", "[[", "{{", "Traceback")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(noise)]
+    with_path = [line for line in useful if "/" in line]
+    return (with_path or useful or lines or [""])[0]
 
 
 def command_line(main):

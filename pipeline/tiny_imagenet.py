@@ -238,21 +238,26 @@ def download(url: str, folder: str, progress=None) -> str:
         with open(partial, "ab" if have else "wb") as handle:
             if progress:
                 progress.start(total, have)
-            try:
-                while chunk := response.read(1 << 20):
-                    handle.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress.advance(len(chunk))
-            except (http.client.HTTPException, OSError) as error:  # IncompleteRead, reset, timeout
-                reason = type(error).__name__
-                raise DataError(f"{url}: download interrupted after {done:,} of {total:,} bytes ({reason}); "
-                                f"run the same command again to resume from {partial}") from None
+            while chunk := _read_chunk(response, url, done, total, partial):
+                handle.write(chunk)  # a full disk is an OSError of its own, naming the file
+                done += len(chunk)
+                if progress:
+                    progress.advance(len(chunk))
     if length and done < total:
         raise DataError(f"{url}: the server closed the download after {done:,} of {total:,} bytes; "
                         f"run the same command again to resume from {partial}")
     os.replace(partial, final)
     return final
+
+
+def _read_chunk(response, url: str, done: int, total: int, partial: str) -> bytes:
+    """The next MiB of the download; a broken connection (IncompleteRead, reset, timeout) becomes
+    one line that says how to resume."""
+    try:
+        return response.read(1 << 20)
+    except (http.client.HTTPException, OSError) as error:
+        raise DataError(f"{url}: download interrupted after {done:,} of {total:,} bytes ({type(error).__name__}); "
+                        f"run the same command again to resume from {partial}") from None
 
 
 def open_source(location: str, download_dir: str | None = None, progress=None) -> Source:

@@ -87,3 +87,35 @@ def test_an_output_folder_that_cannot_be_created_is_one_line(synthetic_zip, tmp_
                          "--classes", "1", "--workers", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "a_file" in err[0], err
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("rotate:m=inf", r"rotate: p and m must be finite numbers"),
+    ([{"name": 5}], r"name 5 is not an augmentation's name"),
+    ([{"name": "rotate", "p": [1]}], r"rotate: p and m must be numbers"),
+])
+def test_impossible_policies_are_one_line(spec, message):
+    from pipeline import augment
+
+    with pytest.raises(DataError, match=message):
+        augment.parse_policy(spec)
+
+
+def test_an_io_error_raised_inside_a_graph_is_reported_by_its_path(tmp_path):
+    """Inside tf.function or fit, TensorFlow's message starts with 'Graph execution error:'."""
+    import tensorflow as tf
+
+    from pipeline.errors import describe
+
+    missing = str(tmp_path / "gone.tfrecord")
+
+    @tf.function
+    def read():
+        return tf.io.read_file(missing)
+
+    with pytest.raises(tf.errors.NotFoundError) as raised:
+        read()
+    line = describe(raised.value)
+    assert line.startswith("NotFoundError: ") and "gone.tfrecord" in line and "Graph execution" not in line
+    assert describe(ValueError("a bug")) is None  # programming errors keep their traceback
+    assert describe(tf.errors.InvalidArgumentError(None, None, "shape mismatch")) is None

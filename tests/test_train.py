@@ -406,3 +406,22 @@ def test_the_train_step_trains_on_the_policy_applied_with_its_replica_seed():
         expected, _ = Policy(policy)(tf.constant(images[step]), tf.constant(labels[step]), seed)
         np.testing.assert_allclose(seen[step], expected.numpy(), atol=1e-3)
         assert np.abs(seen[step] - images[step]).mean() > 5  # really augmented
+
+
+def test_a_run_taken_over_while_it_stalled_stops(tmp_path, monkeypatch):
+    from pipeline.errors import DataError
+    from training import run_lock
+
+    monkeypatch.setattr(run_lock, "HEARTBEAT_SECONDS", 0.05)
+    lock = run_lock.RunLock(str(tmp_path)).acquire()
+    try:
+        lock.check()  # still ours
+        other = {"token": "someone-else", "host": "elsewhere", "pid": 7, "started": 0, "heartbeat": time.time()}
+        (tmp_path / "run.lock").write_text(json.dumps(other))
+        time.sleep(0.5)
+        with pytest.raises(DataError, match=r"process 7 on elsewhere took this run over"):
+            lock.check()
+        assert json.loads((tmp_path / "run.lock").read_text())["token"] == "someone-else"  # not overwritten
+    finally:
+        lock.release()
+    assert (tmp_path / "run.lock").exists()  # the new holder's lock is left alone

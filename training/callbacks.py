@@ -110,9 +110,9 @@ class EpochEnd(keras.callbacks.Callback):
             self.state["best_val_accuracy"] = float(val)
             self.state["best_epoch"] = epoch + 1
         _write_rows(self.run_dir, read_log(self.run_dir) + [row])
-        if improved:
-            save_best(self.model, self.run_dir)
         self._save(self.state)
+        if improved:  # after the checkpoint: best.keras never holds an epoch the checkpoint does not
+            save_best(self.model, self.run_dir)
         if self.plot:
             plot_curves(self.run_dir)
 

@@ -48,6 +48,7 @@ class RunLock:
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
         self._thread = None
+        self.lost: dict | None = None  # the new holder, once another process has taken over
 
     def _read(self) -> dict | None:
         try:
@@ -88,9 +89,21 @@ class RunLock:
     def _beat(self, started: float) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             try:
+                holder = self._read()
+                if holder is not None and holder.get("token") != self.token:
+                    # Our heartbeat stalled long enough (a hung Drive, a suspended process) for
+                    # another train.py to take the run over: stop beating, and stop training.
+                    self.lost = holder
+                    return
                 self._write(started)
             except Exception:  # a Drive hiccup: the next beat tries again
                 pass
+
+    def check(self) -> None:
+        """Raise if another process has taken the run directory over."""
+        if self.lost:
+            raise DataError(f"{self.path}: process {self.lost.get('pid')} on {self.lost.get('host')} took this run "
+                            "over while this one stalled; stopping so that one process trains it")
 
     def release(self) -> None:
         self._stop.set()
@@ -107,3 +120,17 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def lock_guard(lock: RunLock):
+    """A Keras callback that stops training at the next batch once the lock was taken over."""
+    import keras
+
+    class LockGuard(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            lock.check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            lock.check()
+
+    return LockGuard()

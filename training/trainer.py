@@ -24,7 +24,7 @@ from pipeline.errors import DataError
 from training import callbacks, checkpoint
 from training import config as configs
 from training.config import Config
-from training.run_lock import RunLock
+from training.run_lock import RunLock, lock_guard
 from training.schedules import StagedCyclicalLearningRate
 from training.strategy import Runtime
 
@@ -153,7 +153,9 @@ class Trainer:
         if state is None:
             return None
         current = self.config.to_dict()
-        saved = manifests.read_json(posixpath.join(self.run_dir, CONFIG))
+        # The checkpoint carries the config it was trained with; config.json is the fallback for
+        # checkpoints written before it did.
+        saved = state.get("config") or manifests.read_json(posixpath.join(self.run_dir, CONFIG))
         self._changes = configs.differences(saved, current) if saved is not None else {}
         fixed = configs.fixed_on_resume(self._changes)
         if fixed or state.get("fingerprint") != self.config.fingerprint():
@@ -240,14 +242,15 @@ class Trainer:
         import tensorflow as tf
 
         tf.io.gfile.makedirs(self.run_dir)
-        with RunLock(self.run_dir):
+        with RunLock(self.run_dir) as lock:
+            self._lock_guard = lock_guard(lock)
             return self._fit(stop_after)
 
     def _fit(self, stop_after: int | None) -> dict | None:
         state = self._check_run_dir()
         net = self.build_model()
         if state is not None:
-            state = checkpoint.load(self.run_dir, net)
+            state = {**checkpoint.load(self.run_dir, net), "config": self.config.to_dict()}
         self._record_config(state)
         # The log agrees with the checkpoint: rows of epochs it does not hold (a run killed between
         # the two, even before its first checkpoint) are dropped.
@@ -257,7 +260,8 @@ class Trainer:
                      + (f" and {state['batch']} batches of the next" if state.get("batch") else "")
                      + f", global step {callbacks.global_step(net)}")
         else:
-            state = {"epoch": 0, "batch": 0, "global_step": 0, "fingerprint": self.config.fingerprint()}
+            state = {"epoch": 0, "batch": 0, "global_step": 0, "fingerprint": self.config.fingerprint(),
+                     "config": self.config.to_dict()}
         total = self.config.total_epochs
         until = min(total, state["epoch"] + stop_after) if stop_after else total
         for stage in self.stages:
@@ -283,7 +287,7 @@ class Trainer:
             end_of_epoch = callbacks.EpochEnd(self.run_dir, stage.index, stage.resolution, stage.batch_size,
                                               self.schedule, state, self.config.runtime.checkpoint_minutes,
                                               first_batch=skip)
-            extra = [self._tensorboard()] if _has_tensorboard() else []
+            extra = ([self._tensorboard()] if _has_tensorboard() else []) + [self._lock_guard]
             if skip:  # finish the epoch a timer checkpoint interrupted, then carry on normally
                 net.fit(train, validation_data=val, initial_epoch=start, epochs=start + 1,
                         steps_per_epoch=stage.steps_per_epoch - skip, callbacks=[end_of_epoch, *extra],
