@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 # ruff, the main suite (TensorFlow backend), then the JAX-backend suite in its own process.
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 	KERAS_BACKEND=jax $(PY) -m pytest tests_jax
 
 lint: $(VENV)/.installed
