@@ -202,20 +202,17 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
                              label_map, (manifest["mean"], manifest["std"]) if normalise else None, jit,
                              with_filenames)
 
-    def read(file_order: tf.data.Dataset) -> tf.data.Dataset:
-        """Serialised records of this input pipeline's share, files read in the given order."""
-        stream = file_order.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
-                                       num_parallel_calls=AUTOTUNE, deterministic=True)
-        if pipelines > 1 and not shard_files:
-            stream = stream.shard(pipelines, pipeline_id)
-        if subset:
-            keep_tensor = tf.constant(keep, tf.int64)
-            label_only = {"label": records.FEATURES["label"]}
-            stream = stream.filter(lambda r: tf.reduce_any(
-                tf.equal(tf.io.parse_single_example(r, label_only)["label"], keep_tensor)))
-        return stream
-
-    in_order = read(tf.data.Dataset.from_tensor_slices(files))
+    # This input pipeline's share of the records, always in the same (file, record) order: the
+    # epoch's permutation is drawn over that order, so it must not change between iterations.
+    in_order = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(files), 16), num_parallel_calls=AUTOTUNE, deterministic=True)
+    if pipelines > 1 and not shard_files:
+        in_order = in_order.shard(pipelines, pipeline_id)
+    if subset:
+        keep_tensor = tf.constant(keep, tf.int64)
+        label_only = {"label": records.FEATURES["label"]}
+        in_order = in_order.filter(lambda r: tf.reduce_any(
+            tf.equal(tf.io.parse_single_example(r, label_only)["label"], keep_tensor)))
     if cache:
         in_order = in_order.cache()
     info = SplitInfo(num_examples, batch_size, steps, num_classes, manifest["mean"], manifest["std"], manifest,
