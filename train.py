@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     backend = choose_backend(args.backend)
     os.environ["KERAS_BACKEND"] = backend  # must happen before the first import of keras
-    from pipeline.errors import command_line
+    from common.cli import command_line
 
     return command_line(lambda _: train(args, backend))(None)
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from pipeline.errors import DataError
+from common.errors import UserError
 
 GRAY = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights, as tf.image.rgb_to_grayscale uses
 # Random numbers: one named generator, and floats made from integer draws. Measured here, XLA and
@@ -484,7 +484,7 @@ def parse_policy(spec) -> list[Step]:
     if spec is None or spec == "default":
         spec = DEFAULT_POLICY
     if not isinstance(spec, (str, list, tuple)):
-        raise DataError(f"augmentation policy: expected a string or a list of augmentations, got {spec!r}")
+        raise UserError(f"augmentation policy: expected a string or a list of augmentations, got {spec!r}")
     if spec in ("none", ""):
         return []
     items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
@@ -503,24 +503,24 @@ def parse_policy(spec) -> list[Step]:
             values = dict(item)
             name = values.pop("name", "")
         else:
-            raise DataError(f"augmentation policy: cannot read {item!r}")
+            raise UserError(f"augmentation policy: cannot read {item!r}")
         if not isinstance(name, str):
-            raise DataError(f"augmentation policy: name {name!r} is not an augmentation's name")
+            raise UserError(f"augmentation policy: name {name!r} is not an augmentation's name")
         name = name.strip()
         if name not in REGISTRY:
-            raise DataError(f"augmentation policy: unknown augmentation {name!r} (known: {', '.join(REGISTRY)})")
+            raise UserError(f"augmentation policy: unknown augmentation {name!r} (known: {', '.join(REGISTRY)})")
         unknown = set(values) - {"p", "m"}
         if unknown:
-            raise DataError(f"augmentation policy: {name}: unknown setting {sorted(unknown)[0]!r} (use p and m)")
+            raise UserError(f"augmentation policy: {name}: unknown setting {sorted(unknown)[0]!r} (use p and m)")
         try:
             p = float(values.get("p", REGISTRY[name].p))
             m = float(values.get("m", REGISTRY[name].m))
         except (TypeError, ValueError):
-            raise DataError(f"augmentation policy: {name}: p and m must be numbers") from None
+            raise UserError(f"augmentation policy: {name}: p and m must be numbers") from None
         if not (math.isfinite(p) and math.isfinite(m)):
-            raise DataError(f"augmentation policy: {name}: p and m must be finite numbers")
+            raise UserError(f"augmentation policy: {name}: p and m must be finite numbers")
         if not 0.0 <= p <= 1.0:
-            raise DataError(f"augmentation policy: {name}: p={p} outside [0, 1]")
+            raise UserError(f"augmentation policy: {name}: p={p} outside [0, 1]")
         steps.append(Step(name, p, m))
     return steps
 

@@ -20,10 +20,11 @@ import re
 
 import tensorflow as tf
 
+from common import files
+from common.errors import UserError
 from pipeline import epoch_order, records
 from pipeline import manifest as manifests
 from pipeline.augment import Policy
-from pipeline.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -50,12 +51,12 @@ def class_indices(manifest: dict, classes) -> list[int]:
         return list(range(total))
     if isinstance(classes, int):
         if not 1 <= classes <= total:
-            raise DataError(f"classes={classes}: the records hold {total} classes")
+            raise UserError(f"classes={classes}: the records hold {total} classes")
         return list(range(classes))
     wnids = [c["wnid"] for c in manifest["classes"]]
     missing = [c for c in classes if c not in wnids]
     if missing:
-        raise DataError(f"classes: {', '.join(missing)} not in the records' manifest")
+        raise UserError(f"classes: {', '.join(missing)} not in the records' manifest")
     return sorted(wnids.index(c) for c in classes)
 
 
@@ -66,7 +67,7 @@ def split_count(manifest: dict, split: str, classes=None) -> int:
         return manifest["splits"][split]["num_examples"]
     counts = manifest["splits"][split].get("class_counts")
     if counts is None:
-        raise DataError(f"{split}: manifest lacks class_counts; convert again to train on a class subset")
+        raise UserError(f"{split}: manifest lacks class_counts; convert again to train on a class subset")
     return sum(counts[i] for i in keep)
 
 
@@ -150,9 +151,9 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
     the padding, so that metrics still count every real example exactly once.
     """
     training = split == "train" if training is None else training
-    manifest = manifests.load(data_dir, resolution)
+    manifest = manifests.read(data_dir, resolution)
     if manifest["resolution"] != resolution:
-        raise DataError(f"{manifests.resolution_dir(data_dir, resolution)}: manifest says "
+        raise UserError(f"{manifests.resolution_dir(data_dir, resolution)}: manifest says "
                         f"{manifest['resolution']} px")
     files = checked_shard_paths(data_dir, resolution, manifest, split)
     keep = class_indices(manifest, classes)
@@ -172,14 +173,14 @@ def build(data_dir: str, split: str, resolution: int, batch_size: int, *, traini
             files = files[pipeline_id::pipelines]
             counts = manifest["splits"][split]["shards"][pipeline_id::pipelines]
             if subset:
-                raise DataError("classes subsets with several input pipelines: shard the records per class first")
+                raise UserError("classes subsets with several input pipelines: shard the records per class first")
             num_examples = sum(s["num_examples"] for s in counts)
         else:
             num_examples = len(range(pipeline_id, num_examples, pipelines))
     if batch_size < 1:
-        raise DataError(f"batch size {batch_size} is smaller than the number of replicas")
+        raise UserError(f"batch size {batch_size} is smaller than the number of replicas")
     if training and num_examples < batch_size:
-        raise DataError(f"{split} at {resolution}px: {num_examples} examples, fewer than one batch of {batch_size}")
+        raise UserError(f"{split} at {resolution}px: {num_examples} examples, fewer than one batch of {batch_size}")
     if training:
         steps = steps_per_epoch or num_examples // (batch_size * replicas_per_pipeline)
         batches_per_epoch = steps * replicas_per_pipeline  # whole steps: epochs never straddle a step
@@ -294,15 +295,15 @@ def _check_sizes(files: list[str], shards: list[dict]) -> None:
     """A missing or truncated shard (an interrupted copy from Drive) is named before training starts."""
     for path, shard in zip(files, shards):
         if not tf.io.gfile.exists(path):
-            raise DataError(f"{path}: shard missing (listed in the manifest)")
+            raise UserError(f"{path}: shard missing (listed in the manifest)")
         if "bytes" in shard and tf.io.gfile.stat(path).length != shard["bytes"]:
-            raise DataError(f"{path}: {tf.io.gfile.stat(path).length} bytes, the manifest says {shard['bytes']}; "
+            raise UserError(f"{path}: {tf.io.gfile.stat(path).length} bytes, the manifest says {shard['bytes']}; "
                             "copy it again or re-run tools.convert")
 
 
 @contextlib.contextmanager
 def naming_corrupt_shards(data_dir: str, resolution: int, splits=("train", "val")):
-    """Turn tf.data's anonymous 'corrupted record at 3204' into a DataError naming the shard.
+    """Turn tf.data's anonymous 'corrupted record at 3204' into a UserError naming the shard.
 
     TFRecordDataset does not say which file failed, so on such an error the shards are checked
     against the manifest's sha256 (seconds, even for 64 px train) to name the culprit.
@@ -313,22 +314,22 @@ def naming_corrupt_shards(data_dir: str, resolution: int, splits=("train", "val"
         if isinstance(error, tf.errors.InvalidArgumentError) and "record" not in str(error).lower() \
                 and "reshape" not in str(error).lower():
             raise
-        manifest = manifests.load(data_dir, resolution)
+        manifest = manifests.read(data_dir, resolution)
         bad = []
         for split in splits:
             if split not in manifest["splits"]:
                 continue
             for path, shard in zip(manifests.shard_paths(data_dir, resolution, manifest, split),
                                    manifest["splits"][split]["shards"]):
-                if manifests.sha256_of(path) != shard["sha256"]:
+                if files.sha256_of(path) != shard["sha256"]:
                     bad.append(path)
         found = re.search(r"(corrupted|truncated) record at \d+", str(error))
         first_line = found.group(0) if found else type(error).__name__
         if bad:
-            raise DataError(f"{bad[0]}: corrupt shard ({first_line}); re-run tools.convert to rewrite it"
+            raise UserError(f"{bad[0]}: corrupt shard ({first_line}); re-run tools.convert to rewrite it"
                             + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")) from None
         folder = manifests.resolution_dir(data_dir, resolution)
-        raise DataError(f"{folder}: unreadable records ({first_line})") from None
+        raise UserError(f"{folder}: unreadable records ({first_line})") from None
 
 
 def _hard_records(records_ds, path: str | None, fraction: float, batch_size: int):
@@ -336,13 +337,13 @@ def _hard_records(records_ds, path: str | None, fraction: float, batch_size: int
     if not path or fraction <= 0:
         return None
     if not 0 < fraction < 1:
-        raise DataError(f"hard_fraction={fraction}: must be between 0 and 1")
+        raise UserError(f"hard_fraction={fraction}: must be between 0 and 1")
     if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: hard examples file not found")
+        raise UserError(f"{path}: hard examples file not found")
     with tf.io.gfile.GFile(path) as handle:
         names = [line.split("\t")[0].strip() for line in handle if line.strip() and not line.startswith("#")]
     if not names:
-        raise DataError(f"{path}: no filenames listed")
+        raise UserError(f"{path}: no filenames listed")
     wanted = tf.constant(names)
     name_only = {"filename": records.FEATURES["filename"]}
     hard = records_ds.filter(lambda r: tf.reduce_any(
@@ -350,7 +351,7 @@ def _hard_records(records_ds, path: str | None, fraction: float, batch_size: int
     # One pass now: a list that names no training image of these records would otherwise leave
     # the hard-example stream empty and training waiting for it forever.
     if int(hard.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)) == 0:
-        raise DataError(f"{path}: none of its {len(names)} filenames is a training image of these records "
+        raise UserError(f"{path}: none of its {len(names)} filenames is a training image of these records "
                         "(another dataset, resolution or class subset?)")
     return hard
 

@@ -12,22 +12,22 @@ import re
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.errors import DataError
+from common.errors import UserError
 
 GRAYSCALE_MODES = ("L", "LA", "1", "I", "I;16", "F")
 
 
 def open_rgb(data: bytes, where: str) -> tuple[Image.Image, str]:
-    """The image as RGB and its source mode ("L" for grayscale); DataError if unreadable."""
+    """The image as RGB and its source mode ("L" for grayscale); UserError if unreadable."""
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
     except UnidentifiedImageError:
-        raise DataError(f"{where}: unreadable or corrupt image (not a format PIL recognises)") from None
+        raise UserError(f"{where}: unreadable or corrupt image (not a format PIL recognises)") from None
     except (OSError, SyntaxError, ValueError) as error:
         # PIL's messages may quote the in-memory file object ("<_io.BytesIO object at 0x...>")
         reason = re.sub(r"\s*<[^>]*object at 0x[0-9a-f]+>", "", str(error)).strip() or type(error).__name__
-        raise DataError(f"{where}: unreadable or corrupt image ({reason})") from None
+        raise UserError(f"{where}: unreadable or corrupt image ({reason})") from None
     mode = image.mode
     if mode != "RGB":
         image = image.convert("RGB")  # grayscale, CMYK and palette images all become RGB

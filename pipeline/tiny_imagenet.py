@@ -23,7 +23,7 @@ import posixpath
 import urllib.request
 import zipfile
 
-from pipeline.errors import DataError
+from common.errors import UserError
 
 OFFICIAL_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
@@ -61,11 +61,11 @@ class Source:
             self.root = self._find_folder_root(location)
         elif os.path.isfile(location):
             if not zipfile.is_zipfile(location):
-                raise DataError(f"{location}: not a zip file (expected tiny-imagenet-200.zip or its folder)")
+                raise UserError(f"{location}: not a zip file (expected tiny-imagenet-200.zip or its folder)")
             self.kind = "zip"
             self._open_zip()
         else:
-            raise DataError(f"{location}: no such file or folder")
+            raise UserError(f"{location}: no such file or folder")
 
     # -- opening --------------------------------------------------------------------------------
     def _open_zip(self) -> None:
@@ -73,13 +73,13 @@ class Source:
             archive = zipfile.ZipFile(self.location)
             names = archive.namelist()
         except (zipfile.BadZipFile, OSError) as error:
-            raise DataError(f"{self.location}: unreadable zip ({error})") from None
+            raise UserError(f"{self.location}: unreadable zip ({error})") from None
         bad = [n for n in names if _unsafe_member(n)]
         if bad:
-            raise DataError(f"{self.location}: refusing zip entry {bad[0]!r} that escapes its folder")
+            raise UserError(f"{self.location}: refusing zip entry {bad[0]!r} that escapes its folder")
         roots = sorted((n[: -len("wnids.txt")] for n in names if posixpath.basename(n) == "wnids.txt"), key=len)
         if not roots:
-            raise DataError(f"{self.location}: no wnids.txt inside; is this Tiny-ImageNet?")
+            raise UserError(f"{self.location}: no wnids.txt inside; is this Tiny-ImageNet?")
         self.root = roots[0]
         self._zip = archive
         self._names = set(names)
@@ -89,7 +89,7 @@ class Source:
         for candidate in (folder, os.path.join(folder, "tiny-imagenet-200")):
             if os.path.isfile(os.path.join(candidate, "wnids.txt")):
                 return candidate
-        raise DataError(f"{folder}: no wnids.txt in this folder; point --source at tiny-imagenet-200/")
+        raise UserError(f"{folder}: no wnids.txt in this folder; point --source at tiny-imagenet-200/")
 
     def __getstate__(self):  # worker processes reopen the zip themselves
         state = self.__dict__.copy()
@@ -120,7 +120,7 @@ class Source:
             with open(os.path.join(self.root, relative), "rb") as handle:
                 return handle.read()
         except (KeyError, OSError, zipfile.BadZipFile) as error:
-            raise DataError(f"{self.describe(relative)}: cannot read ({error})") from None
+            raise UserError(f"{self.describe(relative)}: cannot read ({error})") from None
 
     def read_text(self, relative: str) -> str:
         return self.read(relative).decode("utf-8", errors="replace")
@@ -142,9 +142,9 @@ class Source:
         """Class ids from wnids.txt, sorted (labels are indices into this list)."""
         ids = [line.strip() for line in self.read_text("wnids.txt").splitlines() if line.strip()]
         if not ids:
-            raise DataError(f"{self.describe('wnids.txt')}: no class ids")
+            raise UserError(f"{self.describe('wnids.txt')}: no class ids")
         if len(set(ids)) != len(ids):
-            raise DataError(f"{self.describe('wnids.txt')}: repeated class ids")
+            raise UserError(f"{self.describe('wnids.txt')}: repeated class ids")
         return sorted(ids)
 
     def words(self, wnids: list[str]) -> dict[str, str]:
@@ -170,7 +170,7 @@ class Source:
             try:
                 boxes[fields[0]] = tuple(int(v) for v in fields[1:5])
             except ValueError:
-                raise DataError(f"{self.describe(relative)}:{number}: bad box line {line!r}") from None
+                raise UserError(f"{self.describe(relative)}:{number}: bad box line {line!r}") from None
         return boxes
 
     def train_entries(self, wnids: list[str]) -> list[Entry]:
@@ -178,7 +178,7 @@ class Source:
         for wnid in wnids:
             names = [n for n in self.list_dir(f"train/{wnid}/images") if n.lower().endswith((".jpeg", ".jpg"))]
             if not names:
-                raise DataError(f"{self.describe(f'train/{wnid}/images')}: no images for class {wnid}")
+                raise UserError(f"{self.describe(f'train/{wnid}/images')}: no images for class {wnid}")
             boxes = self._boxes(f"train/{wnid}/{wnid}_boxes.txt")
             entries += [Entry(f"train/{wnid}/images/{n}", "train", wnid, boxes.get(n)) for n in names]
         return entries
@@ -187,7 +187,7 @@ class Source:
         """Val images of the classes in `wnids`; an annotation naming a class outside wnids.txt is an error."""
         relative = "val/val_annotations.txt"
         if not self.exists(relative):
-            raise DataError(f"{self.describe(relative)}: missing")
+            raise UserError(f"{self.describe(relative)}: missing")
         known, wanted = set(all_wnids), set(wnids)
         entries = []
         for number, line in enumerate(self.read_text(relative).splitlines(), 1):
@@ -195,16 +195,16 @@ class Source:
             if not fields:
                 continue
             if len(fields) < 2:
-                raise DataError(f"{self.describe(relative)}:{number}: expected 'name wnid x0 y0 x1 y1'")
+                raise UserError(f"{self.describe(relative)}:{number}: expected 'name wnid x0 y0 x1 y1'")
             name, wnid = fields[0], fields[1]
             if wnid not in known:
-                raise DataError(f"{self.describe(relative)}:{number}: unknown class {wnid} (not in wnids.txt)")
+                raise UserError(f"{self.describe(relative)}:{number}: unknown class {wnid} (not in wnids.txt)")
             if wnid not in wanted:
                 continue
             try:
                 box = tuple(int(v) for v in fields[2:6]) if len(fields) >= 6 else None
             except ValueError:
-                raise DataError(f"{self.describe(relative)}:{number}: bad box in {line!r}") from None
+                raise UserError(f"{self.describe(relative)}:{number}: bad box in {line!r}") from None
             entries.append(Entry(f"val/images/{name}", "val", wnid, box))
         return sorted(entries, key=lambda e: e.path)
 
@@ -229,7 +229,7 @@ def download(url: str, folder: str, progress=None) -> str:
     try:
         response = urllib.request.urlopen(request, timeout=60)
     except OSError as error:
-        raise DataError(f"{url}: download failed ({error})") from None
+        raise UserError(f"{url}: download failed ({error})") from None
     with response:
         if have and response.status != 206:  # server ignored the range: start again
             have = 0
@@ -244,7 +244,7 @@ def download(url: str, folder: str, progress=None) -> str:
                 if progress:
                     progress.advance(len(chunk))
     if length and done < total:
-        raise DataError(f"{url}: the server closed the download after {done:,} of {total:,} bytes; "
+        raise UserError(f"{url}: the server closed the download after {done:,} of {total:,} bytes; "
                         f"run the same command again to resume from {partial}")
     os.replace(partial, final)
     return final
@@ -256,7 +256,7 @@ def _read_chunk(response, url: str, done: int, total: int, partial: str) -> byte
     try:
         return response.read(1 << 20)
     except (http.client.HTTPException, OSError) as error:
-        raise DataError(f"{url}: download interrupted after {done:,} of {total:,} bytes ({type(error).__name__}); "
+        raise UserError(f"{url}: download interrupted after {done:,} of {total:,} bytes ({type(error).__name__}); "
                         f"run the same command again to resume from {partial}") from None
 
 

@@ -8,6 +8,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common import files  # noqa: E402
 from tools import make_synthetic  # noqa: E402
 
 NUM_CLASSES = 6
@@ -64,14 +65,14 @@ def write_split(folder: str, *, examples: int, shards: int, classes: int, resolu
                 image = gradient if same_image else bytes([i % 251]) * (resolution * resolution * 3)
                 writer.write(records.serialize(image, i % classes, str(i), (0.0, 0.0, 1.0, 1.0)))
         counts = np.bincount(labels, minlength=classes).tolist()
-        entries.append({"file": name, "num_examples": len(labels), "sha256": manifests.sha256_of(path),
+        entries.append({"file": name, "num_examples": len(labels), "sha256": files.sha256_of(path),
                         "bytes": os.path.getsize(path), "class_counts": counts})
     manifest = {"format_version": manifests.FORMAT_VERSION, "resolution": resolution, "encoding": "raw",
                 "classes": [{"wnid": f"n{c:08d}", "words": f"class {c}"} for c in range(classes)],
                 "splits": {"train": {"num_examples": examples, "shards": entries,
                                      "class_counts": np.sum([e["class_counts"] for e in entries], 0).tolist()}},
                 "mean": [125.0] * 3, "std": [72.0] * 3, "complete": True}
-    manifests.write_json(os.path.join(target, manifests.NAME), manifest)
+    files.write_json(os.path.join(target, manifests.NAME), manifest)
     return folder
 
 

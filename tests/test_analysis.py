@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train_split(folder, resolution):
-    manifest = manifests.load(folder, resolution)
+    manifest = manifests.read(folder, resolution)
     batch = next(iter(tf.data.TFRecordDataset(manifests.shard_paths(folder, resolution, manifest, "train"))
                       .batch(100_000)))
     parsed = records.parse_batch(batch)
@@ -80,7 +80,7 @@ def test_analyze_writes_every_file_and_agrees_with_a_direct_evaluation(converted
         assert os.path.getsize(os.path.join(folder, name)) > 0, name
     # direct evaluation: the same model on the val records, computed here with numpy
     net = analyze.load_model(trained_run)
-    manifest = manifests.load(out, 32)
+    manifest = manifests.read(out, 32)
     batch = next(iter(tf.data.TFRecordDataset(manifests.shard_paths(out, 32, manifest, "val")).batch(1000)))
     parsed = records.parse_batch(batch)
     images = records.decode_images(parsed["image"], "raw", 32).numpy()

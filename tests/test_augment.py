@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.errors import UserError
 from pipeline import augment
-from pipeline.errors import DataError
 
 SEED = tf.constant([3, 7], tf.int64)
 
@@ -151,11 +151,11 @@ def test_policy_spec_parsing_and_errors():
     tables = augment.parse_policy([{"name": "cutout", "p": 1.0, "m": 0.25}, "hue"])
     assert tables[0] == augment.Step("cutout", 1.0, 0.25) and tables[1].name == "hue"
     assert augment.parse_policy("none") == []
-    with pytest.raises(DataError, match="unknown augmentation 'twirl'"):
+    with pytest.raises(UserError, match="unknown augmentation 'twirl'"):
         augment.parse_policy("flip, twirl")
-    with pytest.raises(DataError, match=r"rotate: p=1.5 outside"):
+    with pytest.raises(UserError, match=r"rotate: p=1.5 outside"):
         augment.parse_policy("rotate:p=1.5")
-    with pytest.raises(DataError, match="unknown setting 'q'"):
+    with pytest.raises(UserError, match="unknown setting 'q'"):
         augment.parse_policy("rotate:q=1")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import DataError
+from common.errors import UserError
 from training import config as configs
 
 
@@ -52,14 +52,14 @@ STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
      'hue, cutout, object_crop"\n' + STAGE, r"object_crop needs the records' boxes"),
 ])
 def test_bad_configs_are_refused_with_the_file_and_key(tmp_path, text, message):
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(UserError, match=message):
         configs.load(write(tmp_path, text))
 
 
 def test_missing_file_and_bad_override():
-    with pytest.raises(DataError, match="nope.toml: config file not found"):
+    with pytest.raises(UserError, match="nope.toml: config file not found"):
         configs.load("nope.toml")
-    with pytest.raises(DataError, match="expected key=value"):
+    with pytest.raises(UserError, match="expected key=value"):
         configs.load("configs/demo.toml", ["epochs"])
-    with pytest.raises(DataError, match="no item 5"):
+    with pytest.raises(UserError, match="no item 5"):
         configs.load("configs/demo.toml", ["stages.5.epochs=3"])

@@ -17,16 +17,17 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from common import files
+from common.errors import UserError
 from pipeline import manifest as manifests
 from pipeline import records
-from pipeline.errors import DataError
 from tools import convert, make_synthetic, verify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def read_split(folder: str, resolution: int, split: str) -> dict[str, np.ndarray]:
-    manifest = manifests.load(folder, resolution)
+    manifest = manifests.read(folder, resolution)
     paths = manifests.shard_paths(folder, resolution, manifest, split)
     batch = next(iter(tf.data.TFRecordDataset(paths).batch(100_000)))
     parsed = records.parse_batch(batch)
@@ -114,7 +115,7 @@ def test_mean_and_std_equal_numpy_on_the_train_split(converted):
 
 def test_train_is_shuffled_across_shards_deterministically(converted):
     out = converted[0]
-    manifest = manifests.load(out, 32)
+    manifest = manifests.read(out, 32)
     first = manifests.shard_paths(out, 32, manifest, "train")[0]
     labels = [records.parse_batch(b)["label"].numpy() for b in tf.data.TFRecordDataset(first).batch(1000)][0]
     assert len(set(labels)) > 2  # classes are mixed, not one class per shard
@@ -135,7 +136,7 @@ def test_class_subset_relabels_and_filters_val(synthetic_zip, tmp_path):
 def test_jpeg_encoding_copies_64px_sources_byte_for_byte(synthetic_zip, tmp_path):
     path, _ = synthetic_zip
     convert.convert(path, str(tmp_path), [64], encoding="jpeg", classes="1", workers=2, show_progress=False)
-    manifest = manifests.load(str(tmp_path), 64)
+    manifest = manifests.read(str(tmp_path), 64)
     batch = next(iter(tf.data.TFRecordDataset(manifests.shard_paths(str(tmp_path), 64, manifest, "train")).batch(99)))
     parsed = records.parse_batch(batch)
     with zipfile.ZipFile(path) as z:
@@ -167,16 +168,16 @@ def test_resume_after_interruption_gives_identical_shards(synthetic_zip, tmp_pat
     monkeypatch.setattr(convert, "write_shard", dying_write)
     with pytest.raises(KeyboardInterrupt):
         convert.convert(path, broken, [32], shards_per_split=4, workers=1, show_progress=False)
-    partial = manifests.read_json(os.path.join(broken, "32px", "manifest.json"))
+    partial = files.read_json(os.path.join(broken, "32px", "manifest.json"))
     assert partial["complete"] is False and len(partial["splits"]["train"]["shards"]) == 2
-    with pytest.raises(DataError, match="unfinished"):
-        manifests.load(broken, 32)
+    with pytest.raises(UserError, match="unfinished"):
+        manifests.read(broken, 32)
     written = []
     monkeypatch.setattr(convert, "write_shard", lambda t, e: written.append(os.path.basename(t)) or real_write(t, e))
     convert.convert(path, broken, [32], shards_per_split=4, workers=1, show_progress=False)
     assert "train-00000-of-00004.tfrecord" not in written and "train-00002-of-00004.tfrecord" in written
     assert _digests(os.path.join(broken, "32px")) == _digests(os.path.join(clean, "32px"))
-    assert manifests.load(broken, 32)["mean"] == manifests.load(clean, 32)["mean"]
+    assert manifests.read(broken, 32)["mean"] == manifests.read(clean, 32)["mean"]
 
 
 def test_a_damaged_shard_is_rewritten_on_rerun(synthetic_zip, tmp_path):
@@ -207,13 +208,13 @@ def test_verify_names_a_truncated_shard(converted, tmp_path):
 def test_not_a_zip(tmp_path):
     bogus = tmp_path / "tiny.zip"
     bogus.write_bytes(b"this is not a zip")
-    with pytest.raises(DataError, match=r"tiny\.zip: not a zip"):
+    with pytest.raises(UserError, match=r"tiny\.zip: not a zip"):
         convert.convert(str(bogus), str(tmp_path / "out"), [32], show_progress=False)
 
 
 def test_folder_without_wnids(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="empty: no wnids.txt"):
+    with pytest.raises(UserError, match="empty: no wnids.txt"):
         convert.convert(str(tmp_path / "empty"), str(tmp_path / "out"), [32], show_progress=False)
 
 
@@ -244,7 +245,7 @@ def test_val_annotation_with_unknown_class(synthetic_zip, tmp_path):
     first = text.split("\t")[1]
     _rewrite_zip(synthetic_zip[0], target, {"tiny-imagenet-200/val/val_annotations.txt":
                                             text.replace(first, "n12345678", 1).encode()})
-    with pytest.raises(DataError, match=r"val_annotations.txt:1: unknown class n12345678"):
+    with pytest.raises(UserError, match=r"val_annotations.txt:1: unknown class n12345678"):
         convert.convert(target, str(tmp_path / "out"), [32], workers=1, show_progress=False)
 
 
@@ -253,7 +254,7 @@ def test_corrupt_jpeg_is_named_or_skipped(synthetic_zip, tmp_path):
     wnid = synthetic_zip[1]["wnids"][0]
     name = f"tiny-imagenet-200/train/{wnid}/images/{wnid}_3.JPEG"
     _rewrite_zip(synthetic_zip[0], target, {name: b"\xff\xd8 not really a jpeg"})
-    with pytest.raises(DataError, match=rf"{wnid}_3\.JPEG: unreadable or corrupt image") as refused:
+    with pytest.raises(UserError, match=rf"{wnid}_3\.JPEG: unreadable or corrupt image") as refused:
         convert.convert(target, str(tmp_path / "out"), [32], classes="1", workers=1, show_progress=False)
     assert "object at 0x" not in str(refused.value)  # no Python object repr in a user's message
     result = convert.convert(target, str(tmp_path / "skip"), [32], classes="1", workers=2, skip_bad=True,
@@ -264,7 +265,7 @@ def test_corrupt_jpeg_is_named_or_skipped(synthetic_zip, tmp_path):
 
 def test_output_folder_of_a_different_dataset(synthetic_zip, tmp_path):
     convert.convert(synthetic_zip[0], str(tmp_path), [32], classes="1", workers=1, show_progress=False)
-    with pytest.raises(DataError, match=r"32px/manifest.json: this folder holds a different conversion"):
+    with pytest.raises(UserError, match=r"32px/manifest.json: this folder holds a different conversion"):
         convert.convert(synthetic_zip[0], str(tmp_path), [48, 32], classes="2", workers=1, show_progress=False)
     assert sorted(os.listdir(tmp_path)) == ["32px"]  # the refused conversion created no 48px folder
 
@@ -273,7 +274,7 @@ def test_zip_entry_escaping_its_folder_is_refused(tmp_path):
     evil = str(tmp_path / "evil.zip")
     make_synthetic.make_zip(evil, num_classes=1, train_per_class=2, val_per_class=1, test_images=0,
                             extra_files={"../../etc/evil.txt": b"owned"})
-    with pytest.raises(DataError, match=r"refusing zip entry '../../etc/evil.txt'"):
+    with pytest.raises(UserError, match=r"refusing zip entry '../../etc/evil.txt'"):
         convert.convert(evil, str(tmp_path / "out"), [32], show_progress=False)
     assert not (tmp_path / "out").exists()  # refused before anything was planned or written
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from pipeline.errors import DataError
+from common.errors import UserError
 from pipeline.tiny_imagenet import download
 from tools import convert
 
@@ -73,7 +73,7 @@ def test_convert_from_a_url(server, synthetic_zip, tmp_path):
     result = convert.convert(f"{server}/tiny-imagenet-200.zip", str(tmp_path / "out"), [32], classes="2",
                              workers=1, show_progress=False, download_dir=str(tmp_path / "cache"))[32]
     assert result["splits"]["train"]["num_examples"] == 60
-    with pytest.raises(DataError, match="missing.zip: download failed"):
+    with pytest.raises(UserError, match="missing.zip: download failed"):
         download(f"{server}/missing.zip", str(tmp_path / "cache"))
 
 
@@ -81,7 +81,7 @@ def test_a_download_cut_mid_way_is_one_line_and_the_next_run_resumes(server, tmp
     folder = str(tmp_path / "cache")
     RangeHandler.cut_after = 5_000
     size = f"{len(RangeHandler.payload):,}"
-    with pytest.raises(DataError, match=rf"(download interrupted|the server closed the download) after 5,000 of "
+    with pytest.raises(UserError, match=rf"(download interrupted|the server closed the download) after 5,000 of "
                                         rf"{size} bytes.*run the same command again to resume"):
         download(f"{server}/tiny-imagenet-200.zip", folder)
     assert os.path.getsize(os.path.join(folder, "tiny-imagenet-200.zip.part")) == 5_000

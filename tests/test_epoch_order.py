@@ -113,11 +113,11 @@ def test_keys_differ_by_purpose_epoch_and_pipeline():
 
 
 def test_hard_examples_that_match_no_record_are_refused_not_waited_for(large_split, tmp_path):
-    from pipeline.errors import DataError
+    from common.errors import UserError
 
     hard_file = tmp_path / "hard.txt"
     hard_file.write_text("n99999999_1.JPEG\nn99999999_2.JPEG\n")
-    with pytest.raises(DataError, match=r"hard.txt: none of its 2 filenames is a training image"):
+    with pytest.raises(UserError, match=r"hard.txt: none of its 2 filenames is a training image"):
         dataset.build(large_split, "train", 8, BATCH, epochs=1, hard_examples=str(hard_file), hard_fraction=0.1)
 
 

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from pipeline.errors import DataError
+from common.errors import UserError
 from tools import benchmark, convert, order_stats, stats, verify
 from training import config as configs
 
@@ -31,7 +31,7 @@ STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
 def test_impossible_settings_are_one_line_naming_the_key(tmp_path, override, message):
     path = tmp_path / "c.toml"
     path.write_text('model = "resnet18"\n' + STAGE)
-    with pytest.raises(DataError, match=message) as refused:
+    with pytest.raises(UserError, match=message) as refused:
         configs.load(str(path), [override])
     assert "\n" not in str(refused.value)
 
@@ -97,7 +97,7 @@ def test_an_output_folder_that_cannot_be_created_is_one_line(synthetic_zip, tmp_
 def test_impossible_policies_are_one_line(spec, message):
     from pipeline import augment
 
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(UserError, match=message):
         augment.parse_policy(spec)
 
 
@@ -105,7 +105,7 @@ def test_an_io_error_raised_inside_a_graph_is_reported_by_its_path(tmp_path):
     """Inside tf.function or fit, TensorFlow's message starts with 'Graph execution error:'."""
     import tensorflow as tf
 
-    from pipeline.errors import describe
+    from common.errors import describe
 
     missing = str(tmp_path / "gone.tfrecord")
 

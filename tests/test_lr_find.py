@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from pipeline.errors import DataError
+from common.errors import UserError
 from tools import lr_find
 
 
@@ -18,7 +18,7 @@ def test_suggest_reads_start_and_end_of_the_fall():
     base, top = lr_find.suggest(lrs, losses)
     assert lrs[19] <= base <= lrs[26]
     assert lrs[42] <= top <= lrs[50]
-    with pytest.raises(DataError, match="never fell"):
+    with pytest.raises(UserError, match="never fell"):
         lr_find.suggest(lrs[:10], list(np.linspace(1, 2, 10)))
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.errors import UserError
 from pipeline import dataset
-from pipeline.errors import DataError
 
 
 def collect(ds):
@@ -152,22 +152,22 @@ def test_corrupt_or_truncated_shard_is_named(converted, tmp_path):
     data = bytearray(open(target, "rb").read())
     data[3000:3004] = b"oops"
     open(target, "wb").write(data)
-    with pytest.raises(DataError, match=r"train-00001-of-00003.tfrecord: corrupt shard \(corrupted record"):
+    with pytest.raises(UserError, match=r"train-00001-of-00003.tfrecord: corrupt shard \(corrupted record"):
         with dataset.naming_corrupt_shards(copy, 32):
             for _ in dataset.build(copy, "train", 32, 16, epochs=1)[0]:
                 pass
     with open(target, "r+b") as handle:
         handle.truncate(1000)
-    with pytest.raises(DataError, match=r"train-00001-of-00003.tfrecord: 1000 bytes, the manifest says"):
+    with pytest.raises(UserError, match=r"train-00001-of-00003.tfrecord: 1000 bytes, the manifest says"):
         dataset.build(copy, "train", 32, 16)
 
 
 def test_bad_requests_are_named(converted):
-    with pytest.raises(DataError, match=r"48px/manifest.json: missing"):
+    with pytest.raises(UserError, match=r"48px/manifest.json: missing"):
         dataset.build(converted[0], "train", 48, 16)
-    with pytest.raises(DataError, match="fewer than one batch"):
+    with pytest.raises(UserError, match="fewer than one batch"):
         dataset.build(converted[0], "train", 32, 1000)
-    with pytest.raises(DataError, match="no 'holdout' split"):
+    with pytest.raises(UserError, match="no 'holdout' split"):
         dataset.build(converted[0], "holdout", 32, 16)
 
 

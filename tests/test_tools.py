@@ -9,7 +9,7 @@ import keras
 import pytest
 from PIL import Image
 
-from pipeline.errors import DataError
+from common.errors import UserError
 from tools import benchmark, model_card, preview
 from training import staging
 
@@ -69,5 +69,5 @@ def test_stage_data_copies_once_and_checks_sha256(converted, tmp_path):
     lines = []
     staging.stage(converted[0], target, [32], log=lines.append)
     assert "1 shard(s) copied" in lines[0]
-    with pytest.raises(DataError, match="48px/manifest.json: missing"):
+    with pytest.raises(UserError, match="48px/manifest.json: missing"):
         staging.stage(converted[0], target, [48])

@@ -207,7 +207,7 @@ def test_a_model_breaking_the_rules_is_refused(records, tmp_path, monkeypatch):
     import keras
 
     import model as models
-    from pipeline.errors import DataError
+    from common.errors import UserError
     from training import config as configs
     from training.strategy import detect
     from training.trainer import Trainer
@@ -222,7 +222,7 @@ def test_a_model_breaking_the_rules_is_refused(records, tmp_path, monkeypatch):
     monkeypatch.setattr(models, "build", dense_model)
     config = configs.load(config_file(tmp_path, [(32, 1, 32)]))
     trainer = Trainer(config, records, str(tmp_path / "bad"), detect("cpu"), log=lambda *_: None)
-    with pytest.raises(DataError, match=r"breaks the course rules: ") as refused:
+    with pytest.raises(UserError, match=r"breaks the course rules: ") as refused:
         trainer.fit()
     # both breaks are named, each with its layer
     assert "no fully connected layers: classifier" in str(refused.value), refused.value
@@ -409,7 +409,7 @@ def test_the_train_step_trains_on_the_policy_applied_with_its_replica_seed():
 
 
 def test_a_run_taken_over_while_it_stalled_stops(tmp_path, monkeypatch):
-    from pipeline.errors import DataError
+    from common.errors import UserError
     from training import run_lock
 
     monkeypatch.setattr(run_lock, "HEARTBEAT_SECONDS", 0.05)
@@ -419,7 +419,7 @@ def test_a_run_taken_over_while_it_stalled_stops(tmp_path, monkeypatch):
         other = {"token": "someone-else", "host": "elsewhere", "pid": 7, "started": 0, "heartbeat": time.time()}
         (tmp_path / "run.lock").write_text(json.dumps(other))
         time.sleep(0.5)
-        with pytest.raises(DataError, match=r"process 7 on elsewhere took this run over"):
+        with pytest.raises(UserError, match=r"process 7 on elsewhere took this run over"):
             lock.check()
         assert json.loads((tmp_path / "run.lock").read_text())["token"] == "someone-else"  # not overwritten
     finally:

@@ -23,7 +23,9 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.errors import DataError, command_line
+from common import files
+from common.cli import command_line
+from common.errors import UserError
 
 
 def load_model(run_dir: str, name: str = "best.keras"):
@@ -35,7 +37,7 @@ def load_model(run_dir: str, name: str = "best.keras"):
 
     path = posixpath.join(run_dir, name)
     if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: no best model in this run directory (train first, or check --run-dir)")
+        raise UserError(f"{path}: no best model in this run directory (train first, or check --run-dir)")
     if "://" not in path:
         return keras.models.load_model(path, compile=False)
     with tempfile.TemporaryDirectory() as folder:  # Keras reads .keras archives from local paths
@@ -46,13 +48,11 @@ def load_model(run_dir: str, name: str = "best.keras"):
 
 def _write(folder: str, name: str, content) -> None:
     """A text, bytes or PIL image into `folder` (local, Drive or gs://), atomically."""
-    from pipeline import atomic
-
     if isinstance(content, Image.Image):
         buffer = io.BytesIO()
         content.save(buffer, format="PNG")
         content = buffer.getvalue()
-    atomic.write_bytes(posixpath.join(folder, name), content if isinstance(content, bytes) else content.encode())
+    files.write_bytes(posixpath.join(folder, name), content if isinstance(content, bytes) else content.encode())
 
 
 def predict(net, data: str, split: str, resolution: int, batch_size: int, classes):
@@ -108,9 +108,8 @@ def analyze(data: str, run_dir: str, resolution: int = 64, batch_size: int = 256
             classes=None, log=print) -> dict:
     import tensorflow as tf
 
-    from pipeline import manifest as manifests
 
-    run_config = manifests.read_json(posixpath.join(run_dir, "config.json")) or {}
+    run_config = files.read_json(posixpath.join(run_dir, "config.json")) or {}
     classes = classes if classes is not None else (run_config.get("classes") or None)
     net = load_model(run_dir)
     probabilities, labels, names, images, info = predict(net, data, "val", resolution, batch_size, classes)

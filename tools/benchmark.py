@@ -21,8 +21,8 @@ import statistics
 import sys
 import time
 
+from common.cli import command_line
 from pipeline import dataset
-from pipeline.errors import command_line
 
 
 def _images_per_sec(dataset, seconds: float, repeats: int, warmup_batches: int = 3) -> float:
@@ -46,7 +46,7 @@ def read_only(data: str, resolution: int, batch_size: int):
     from pipeline import manifest as manifests
     from pipeline import records
 
-    manifest = manifests.load(data, resolution)
+    manifest = manifests.read(data, resolution)
     files = dataset.checked_shard_paths(data, resolution, manifest, "train")
     stream = tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset, cycle_length=min(16, len(files)), num_parallel_calls=tf.data.AUTOTUNE)
@@ -102,7 +102,7 @@ def run(data: str, resolution: int, batch_size: int, names: list[str], seconds: 
 
 
 def plot(result: dict, path: str) -> bool:
-    from training import plots
+    from common import plots
 
     plt = plots.pyplot()
     if plt is None:

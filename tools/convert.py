@@ -27,10 +27,12 @@ import time
 
 import numpy as np
 
+from common import files
+from common.cli import command_line
+from common.errors import UserError
+from common.files import sha256_of
 from pipeline import imaging
 from pipeline import manifest as manifests
-from pipeline.errors import DataError, command_line
-from pipeline.manifest import sha256_of
 from pipeline.tiny_imagenet import OFFICIAL_URL, Entry, Source, open_source
 
 SPLITS = ("train", "val", "test")
@@ -44,12 +46,12 @@ def select_classes(all_wnids: list[str], spec: str | None) -> list[str]:
     if spec.isdigit():
         count = int(spec)
         if not 1 <= count <= len(all_wnids):
-            raise DataError(f"--classes {spec}: the source has {len(all_wnids)} classes")
+            raise UserError(f"--classes {spec}: the source has {len(all_wnids)} classes")
         return all_wnids[:count]
     wanted = sorted({w.strip() for w in spec.split(",") if w.strip()})
     unknown = [w for w in wanted if w not in all_wnids]
     if unknown:
-        raise DataError(f"--classes: {', '.join(unknown)} not in wnids.txt")
+        raise UserError(f"--classes: {', '.join(unknown)} not in wnids.txt")
     return wanted
 
 
@@ -65,7 +67,7 @@ def plan_splits(source: Source, wnids: list[str], all_wnids: list[str], include_
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         shared = names.get(a, set()) & names.get(b, set())
         if shared:
-            raise DataError(f"{source.location}: {a} and {b} share file {sorted(shared)[0]}")
+            raise UserError(f"{source.location}: {a} and {b} share file {sorted(shared)[0]}")
     return splits
 
 
@@ -104,7 +106,7 @@ def process_shard(source: Source, entries: list[Entry], labels: dict[str, int], 
         data = source.read(entry.path)
         try:
             image, mode = imaging.open_rgb(data, source.describe(entry.path))
-        except DataError as error:
+        except UserError as error:
             if not skip_bad:
                 raise
             skipped.append({"file": entry.path, "reason": str(error).rsplit(": ", 1)[-1]})
@@ -135,11 +137,10 @@ def write_shard(path: str, examples: list) -> str:
 
     from pipeline import records
 
-    temporary = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
-    with tf.io.TFRecordWriter(temporary) as writer:
+    hidden = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
+    with files.replacing(path, temporary=hidden) as partial, tf.io.TFRecordWriter(partial) as writer:
         for image, label, filename, box in examples:
             writer.write(records.serialize(image, label, filename, box))
-    tf.io.gfile.rename(temporary, path, overwrite=True)
     return sha256_of(path)
 
 
@@ -151,9 +152,9 @@ class ResolutionOutput:
         so a refused conversion leaves nothing behind."""
         self.folder = manifests.resolution_dir(out, resolution)
         self.path = posixpath.join(self.folder, manifests.NAME)
-        existing = manifests.read_json(self.path)
+        existing = files.read_json(self.path)
         if existing is not None and existing.get("fingerprint") != header["fingerprint"]:
-            raise DataError(
+            raise UserError(
                 f"{self.path}: this folder holds a different conversion (other source, classes or "
                 f"settings); choose another --out or delete it")
         self.manifest = existing or {**header, "complete": False, "splits": {}}
@@ -199,7 +200,7 @@ class ResolutionOutput:
         shards = self.manifest["splits"][split]["shards"]
         shards.append(entry)
         shards.sort(key=lambda s: s["file"])
-        manifests.write_json(self.path, self.manifest)
+        files.write_json(self.path, self.manifest)
 
     def finish(self) -> dict:
         m = self.manifest
@@ -217,7 +218,7 @@ class ResolutionOutput:
         m["grayscale_sources"] = {s: sum(x["grayscale_sources"] for x in i["shards"]) for s, i in m["splits"].items()}
         m["skipped"] = [k for i in m["splits"].values() for s in i["shards"] for k in s["skipped"]]
         m["complete"] = True
-        manifests.write_json(self.path, m)
+        files.write_json(self.path, m)
         return m
 
 
@@ -244,11 +245,11 @@ def convert(source_location: str, out: str, resolutions: list[int], encoding: st
     from pipeline.progress import DownloadBar, bars
 
     if encoding not in ("raw", "jpeg"):
-        raise DataError(f"--encoding {encoding}: expected raw or jpeg")
+        raise UserError(f"--encoding {encoding}: expected raw or jpeg")
     if not resolutions or any(r < 8 or r > 512 for r in resolutions):
-        raise DataError(f"--resolutions {resolutions}: each must be between 8 and 512")
+        raise UserError(f"--resolutions {resolutions}: each must be between 8 and 512")
     if shards_per_split < 1:
-        raise DataError("--shards-per-split must be at least 1")
+        raise UserError("--shards-per-split must be at least 1")
     source = open_source(source_location, download_dir, DownloadBar("downloading") if show_progress else None)
     all_wnids = source.wnids()
     wnids = select_classes(all_wnids, classes)

@@ -16,7 +16,8 @@ import math
 import os
 import sys
 
-from pipeline.errors import DataError, command_line
+from common.cli import command_line
+from common.errors import UserError
 
 
 def smooth(values: list[float], beta: float = 0.9) -> list[float]:
@@ -35,7 +36,7 @@ def suggest(lrs: list[float], losses: list[float]) -> tuple[float, float]:
     start = smoothed[0]
     drop = start - smoothed[lowest]
     if lowest == 0 or drop <= 0:
-        raise DataError("the loss never fell during the sweep: lower --start-lr or raise --steps")
+        raise UserError("the loss never fell during the sweep: lower --start-lr or raise --steps")
     begin = next(i for i in range(lowest + 1) if smoothed[i] < start - 0.05 * drop)
     return lrs[begin], lrs[lowest]
 
@@ -88,7 +89,7 @@ def run(data: str, model_name: str, resolution: int, batch_size: int = 128, star
 
 
 def _plot(lrs, losses, base_lr, max_lr, path) -> bool:
-    from training import plots
+    from common import plots
 
     plt = plots.pyplot()
     if plt is None:

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from pipeline.errors import command_line
+from common.cli import command_line
 
 
 @command_line

@@ -16,8 +16,8 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
+from common.cli import command_line
 from pipeline import dataset
-from pipeline.errors import command_line
 
 
 def grid_rows(data: str, resolution: int, names: list[str], columns: int, seed: int,
@@ -30,7 +30,7 @@ def grid_rows(data: str, resolution: int, names: list[str], columns: int, seed: 
 
     # Read the first records directly: the box-aware crop needs their boxes, which the training
     # pipeline does not hand out.
-    manifest = manifests.load(data, resolution)
+    manifest = manifests.read(data, resolution)
     files = dataset.checked_shard_paths(data, resolution, manifest, "train")
     parsed = records.parse_batch(next(iter(tf.data.TFRecordDataset(files).batch(columns))))
     images = records.decode_images(parsed["image"], manifest["encoding"], resolution)

@@ -17,8 +17,8 @@ import sys
 
 import numpy as np
 
+from common.cli import command_line
 from pipeline import dataset
-from pipeline.errors import command_line
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -30,7 +30,7 @@ def compute(data: str, resolution: int) -> dict:
     from pipeline import manifest as manifests
     from pipeline import records
 
-    manifest = manifests.load(data, resolution)
+    manifest = manifests.read(data, resolution)
     files = dataset.checked_shard_paths(data, resolution, manifest, "train")
     total = np.zeros(3)
     total_sq = np.zeros(3)
@@ -75,7 +75,7 @@ def compute(data: str, resolution: int) -> dict:
 
 def draw(stats: dict, out: str) -> list[str]:
     """The two PNGs (needs matplotlib; returns the paths written)."""
-    from training import plots
+    from common import plots
 
     plt = plots.pyplot("charts")
     if plt is None:

@@ -14,22 +14,24 @@ import argparse
 import posixpath
 import sys
 
+from common import files
+from common.cli import command_line
+from common.errors import UserError
 from pipeline import manifest as manifests
-from pipeline.errors import DataError, command_line
 
 
 def resolutions_in(data_dir: str) -> list[int]:
     import tensorflow as tf
 
     if not tf.io.gfile.isdir(data_dir):
-        raise DataError(f"{data_dir}: no such folder")
+        raise UserError(f"{data_dir}: no such folder")
     found = []
     for name in tf.io.gfile.listdir(data_dir):
         name = name.rstrip("/")
         if name.endswith("px") and name[:-2].isdigit() and tf.io.gfile.isdir(posixpath.join(data_dir, name)):
             found.append(int(name[:-2]))  # with or without a manifest: a missing one is reported
     if not found:
-        raise DataError(f"{data_dir}: no <res>px folder inside; is this a converted folder?")
+        raise UserError(f"{data_dir}: no <res>px folder inside; is this a converted folder?")
     return sorted(found)
 
 
@@ -41,7 +43,7 @@ def check_shard(path: str, expected: dict, encoding: str, resolution: int) -> st
 
     if not tf.io.gfile.exists(path):
         return "missing"
-    if manifests.sha256_of(path) != expected["sha256"]:
+    if files.sha256_of(path) != expected["sha256"]:
         return "sha256 differs from the manifest"
     count = 0
     try:
@@ -62,8 +64,8 @@ def verify(data_dir: str, report=print) -> list[str]:
     bad = []
     for resolution in resolutions_in(data_dir):
         try:
-            manifest = manifests.load(data_dir, resolution)
-        except DataError as error:  # missing, unfinished or not a manifest: that folder is bad
+            manifest = manifests.read(data_dir, resolution)
+        except UserError as error:  # missing, unfinished or not a manifest: that folder is bad
             bad.append(str(error))
             report(f"{resolution}px: {str(error).split(': ', 1)[-1]}")
             continue

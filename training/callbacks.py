@@ -19,7 +19,7 @@ import time
 
 import keras
 
-from pipeline import atomic
+from common import files
 from training import checkpoint
 
 COLUMNS = ["epoch", "stage", "resolution", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy",
@@ -27,18 +27,9 @@ COLUMNS = ["epoch", "stage", "resolution", "lr", "loss", "accuracy", "top5", "va
 LOG = "log.csv"
 
 
-def _gfile():
-    import tensorflow as tf
-
-    return tf.io.gfile
-
-
 def read_log(run_dir: str) -> list[dict]:
-    path = posixpath.join(run_dir, LOG)
-    if not _gfile().exists(path):
-        return []
-    with _gfile().GFile(path, "r") as handle:
-        return list(csv.DictReader(io.StringIO(handle.read())))
+    text = files.read_text(posixpath.join(run_dir, LOG))
+    return [] if text is None else list(csv.DictReader(io.StringIO(text)))
 
 
 def _write_rows(run_dir: str, rows: list[dict]) -> None:
@@ -46,7 +37,7 @@ def _write_rows(run_dir: str, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    atomic.write_text(posixpath.join(run_dir, LOG), buffer.getvalue())
+    files.write_text(posixpath.join(run_dir, LOG), buffer.getvalue())
 
 
 def trim_log(run_dir: str, epochs_done: int) -> None:
@@ -126,17 +117,16 @@ def save_best(model, run_dir: str) -> None:
     run directory gets the archive under a temporary name inside it; a remote one (gs://) through
     one fixed local file per run directory, which the next save overwrites even after a kill."""
     path = posixpath.join(run_dir, "best.keras")
-    if "://" not in run_dir:
-        partial = posixpath.join(run_dir, "best.partial.keras")
-        model.save(partial)
-        _gfile().rename(partial, path, overwrite=True)
+    if not files.is_remote(run_dir):
+        with files.replacing(path, temporary=posixpath.join(run_dir, "best.partial.keras")) as partial:
+            model.save(partial)  # Keras insists on the .keras suffix
         return
     digest = hashlib.sha256(run_dir.encode()).hexdigest()[:12]
     local = posixpath.join(tempfile.gettempdir(), f"tin-best-{digest}.keras")
     try:
         model.save(local)
-        _gfile().copy(local, path + ".tmp", overwrite=True)
-        _gfile().rename(path + ".tmp", path, overwrite=True)
+        with files.replacing(path) as partial:
+            files.gfile().copy(local, partial, overwrite=True)
     finally:
         if os.path.exists(local):
             os.remove(local)
@@ -144,7 +134,7 @@ def save_best(model, run_dir: str) -> None:
 
 def plot_curves(run_dir: str) -> bool:
     """curves.png: loss and accuracy per epoch, train and val, with stage boundaries."""
-    from training import plots
+    from common import plots
 
     rows = read_log(run_dir)
     plt = plots.pyplot("curves.png") if rows else None

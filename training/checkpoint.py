@@ -16,15 +16,9 @@ import posixpath
 
 import numpy as np
 
-from pipeline import atomic
+from common import files
 
 NAME = "checkpoint.npz"
-
-
-def _gfile():
-    import tensorflow as tf
-
-    return tf.io.gfile
 
 
 def inner_optimizer(optimizer):
@@ -58,41 +52,41 @@ def save(run_dir: str, model, state: dict) -> None:
     arrays["state"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    _gfile().makedirs(run_dir)
-    atomic.write_bytes(posixpath.join(run_dir, NAME), buffer.getvalue())
-    atomic.write_text(posixpath.join(run_dir, "state.json"), json.dumps(state, indent=1))
+    files.gfile().makedirs(run_dir)
+    files.write_bytes(posixpath.join(run_dir, NAME), buffer.getvalue())
+    files.write_json(posixpath.join(run_dir, "state.json"), state)
 
 
 def _read(path: str) -> dict:
-    """Every array of the checkpoint; a DataError naming the file when it cannot be read whole."""
+    """Every array of the checkpoint; a UserError naming the file when it cannot be read whole."""
     import zipfile
     import zlib
 
-    from pipeline.errors import DataError
+    from common.errors import UserError
 
     try:
-        with _gfile().GFile(path, "rb") as handle:
+        with files.gfile().GFile(path, "rb") as handle:
             with np.load(io.BytesIO(handle.read())) as data:
                 arrays = {key: data[key] for key in data.files}
         json.loads(arrays["state"].tobytes().decode())
         return arrays
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as error:
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:120]
-        raise DataError(f"{path}: unreadable checkpoint ({reason}); restore a copy, or delete it (and state.json) "
+        raise UserError(f"{path}: unreadable checkpoint ({reason}); restore a copy, or delete it (and state.json) "
                         "to train this run directory from the start") from None
 
 
 def read_state(run_dir: str) -> dict | None:
     """The state stored in the checkpoint, or None when the run directory has none."""
     path = posixpath.join(run_dir, NAME)
-    if not _gfile().exists(path):
+    if not files.gfile().exists(path):
         return None
     return json.loads(_read(path)["state"].tobytes().decode())
 
 
 def load(run_dir: str, model) -> dict:
     """Restore weights and optimizer variables into a compiled, built model; return the state."""
-    from pipeline.errors import DataError
+    from common.errors import UserError
 
     path = posixpath.join(run_dir, NAME)
     data = _read(path)
@@ -100,12 +94,12 @@ def load(run_dir: str, model) -> dict:
     weights = [data[k] for k in sorted(k for k in data if k.startswith("w"))]
     current = model.get_weights()
     if len(weights) != len(current) or any(a.shape != b.shape for a, b in zip(weights, current)):
-        raise DataError(f"{path}: the checkpoint holds another model (weights do not match {model.name})")
+        raise UserError(f"{path}: the checkpoint holds another model (weights do not match {model.name})")
     model.set_weights(weights)
     optimizer = inner_optimizer(model.optimizer)
     saved = [data[k] for k in sorted(k for k in data if k.startswith("o"))]
     if state.get("optimizer") != type(optimizer).__name__ or len(saved) != len(optimizer.variables):
-        raise DataError(f"{path}: saved with optimizer {state.get('optimizer')}, the config asks for "
+        raise UserError(f"{path}: saved with optimizer {state.get('optimizer')}, the config asks for "
                         f"{type(optimizer).__name__}; resume with the same optimizer")
     for variable, value in zip(optimizer.variables, saved):
         variable.assign(value.astype(variable.dtype) if hasattr(value, "astype") else value)

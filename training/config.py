@@ -14,7 +14,7 @@ import math
 import tomllib
 import typing
 
-from pipeline.errors import DataError
+from common.errors import UserError
 
 MAX_EPOCHS = 500
 MIN_AUGMENTATIONS = 10
@@ -120,12 +120,12 @@ def fixed_on_resume(changed: dict) -> list[str]:
 def _fill(cls, data: dict, where: str):
     """Build dataclass `cls` from `data`, refusing unknown keys and wrong types."""
     if not isinstance(data, dict):
-        raise DataError(f"{where}: expected a table, got {data!r}".lstrip(": "))
+        raise UserError(f"{where}: expected a table, got {data!r}".lstrip(": "))
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields) - {"source"})
     if unknown:
         known = ", ".join(k for k in fields if k != "source")
-        raise DataError(f"{where}: unknown key {unknown[0]!r} (known: {known})".lstrip(": "))
+        raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {known})".lstrip(": "))
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in data.items():
@@ -135,14 +135,14 @@ def _fill(cls, data: dict, where: str):
             values[name] = _fill(hint, value, key)
         elif name == "stages":
             if not isinstance(value, list):
-                raise DataError(f"{key}: expected a list of [[stages]] tables")
+                raise UserError(f"{key}: expected a list of [[stages]] tables")
             values[name] = [_fill(Stage, s, f"{key}[{i}]") for i, s in enumerate(value)]
         elif hint is float and isinstance(value, int) and not isinstance(value, bool):
             values[name] = float(value)
         elif hint is str and isinstance(value, bool):  # cache = true reads as naturally as "true"
             values[name] = str(value).lower()
         elif hint in (int, float, str, bool) and type(value) is not hint:
-            raise DataError(f"{key}: expected {hint.__name__}, got {value!r}")
+            raise UserError(f"{key}: expected {hint.__name__}, got {value!r}")
         else:
             values[name] = value
     return cls(**values)
@@ -158,24 +158,24 @@ def _parse_value(text: str):
 def apply_override(data: dict, assignment: str) -> None:
     """`optimizer.weight_decay=1e-4`, `stages.0.epochs=3`, `model=resnet34`: change `data` in place."""
     if "=" not in assignment:
-        raise DataError(f"--set {assignment!r}: expected key=value")
+        raise UserError(f"--set {assignment!r}: expected key=value")
     path, _, text = assignment.partition("=")
     keys = path.strip().split(".")
     target = data
     for depth, key in enumerate(keys[:-1]):
         if isinstance(target, list):
             if not key.isdigit() or int(key) >= len(target):
-                raise DataError(f"--set {assignment!r}: no item {key} in {path}")
+                raise UserError(f"--set {assignment!r}: no item {key} in {path}")
             target = target[int(key)]
         elif isinstance(target, dict):
             target = target.setdefault(key, {})
         if not isinstance(target, (dict, list)):
             where = ".".join(keys[:depth + 1])
-            raise DataError(f"--set {assignment!r}: {where} is a single value ({target!r}), not a table")
+            raise UserError(f"--set {assignment!r}: {where} is a single value ({target!r}), not a table")
     last = keys[-1]
     if isinstance(target, list):
         if not last.isdigit() or int(last) >= len(target):
-            raise DataError(f"--set {assignment!r}: no item {last}")
+            raise UserError(f"--set {assignment!r}: no item {last}")
         target[int(last)] = _parse_value(text.strip())
     else:
         target[last] = _parse_value(text.strip())
@@ -200,15 +200,15 @@ def load(path: str | None, overrides: list[str] = ()) -> Config:
             with open(path, "rb") as handle:
                 data = tomllib.load(handle)
         except FileNotFoundError:
-            raise DataError(f"{path}: config file not found") from None
+            raise UserError(f"{path}: config file not found") from None
         except tomllib.TOMLDecodeError as error:
-            raise DataError(f"{path}: not valid TOML ({error})") from None
+            raise UserError(f"{path}: not valid TOML ({error})") from None
     for assignment in overrides:
         apply_override(data, assignment)
     try:
         config = _fill(Config, data, "")
-    except DataError as error:
-        raise DataError(f"{where}: {error}") from None
+    except UserError as error:
+        raise UserError(f"{where}: {error}") from None
     config.source = where
     validate(config)
     return config
@@ -218,65 +218,65 @@ def validate(config: Config) -> None:
     """Values that cannot work, and the course's run rules (500 epochs at most)."""
     where = config.source
     if not config.stages:
-        raise DataError(f"{where}: no [[stages]]; add at least one (resolution, epochs, batch_size)")
+        raise UserError(f"{where}: no [[stages]]; add at least one (resolution, epochs, batch_size)")
     for i, stage in enumerate(config.stages):
         if stage.resolution < 8 or stage.epochs < 1 or stage.batch_size < 1:
-            raise DataError(f"{where}: stages[{i}] needs resolution >= 8, epochs >= 1, batch_size >= 1")
+            raise UserError(f"{where}: stages[{i}] needs resolution >= 8, epochs >= 1, batch_size >= 1")
     if config.total_epochs > MAX_EPOCHS:
-        raise DataError(f"{where}: {config.total_epochs} epochs in total breaks the course rule of at most "
+        raise UserError(f"{where}: {config.total_epochs} epochs in total breaks the course rule of at most "
                         f"{MAX_EPOCHS} epochs")
     from model.resnet import PRESETS  # keras is imported by now; the backend was fixed by train.py
 
     if config.model not in PRESETS:
-        raise DataError(f"{where}: model={config.model!r}: unknown preset (choose from {', '.join(PRESETS)})")
+        raise UserError(f"{where}: model={config.model!r}: unknown preset (choose from {', '.join(PRESETS)})")
     if config.optimizer.name not in ("sgd", "adam", "adamw"):
-        raise DataError(f"{where}: optimizer.name={config.optimizer.name!r}: expected sgd, adam or adamw")
+        raise UserError(f"{where}: optimizer.name={config.optimizer.name!r}: expected sgd, adam or adamw")
     if config.schedule.mode not in ("triangular", "triangular2", "exp_range"):
-        raise DataError(f"{where}: schedule.mode={config.schedule.mode!r}: expected triangular, triangular2 "
+        raise UserError(f"{where}: schedule.mode={config.schedule.mode!r}: expected triangular, triangular2 "
                         "or exp_range")
     for key, value in _numbers(config.to_dict()):
         if not math.isfinite(value):
-            raise DataError(f"{where}: {key} = {value}: must be a finite number")
+            raise UserError(f"{where}: {key} = {value}: must be a finite number")
     if not 0 < config.schedule.base_lr <= config.schedule.max_lr:
-        raise DataError(f"{where}: need 0 < schedule.base_lr <= schedule.max_lr")
+        raise UserError(f"{where}: need 0 < schedule.base_lr <= schedule.max_lr")
     if config.schedule.step_size_epochs <= 0:
-        raise DataError(f"{where}: schedule.step_size_epochs must be positive")
+        raise UserError(f"{where}: schedule.step_size_epochs must be positive")
     if not 0 < config.schedule.gamma <= 1:
-        raise DataError(f"{where}: schedule.gamma = {config.schedule.gamma}: must be in (0, 1] (exp_range multiplies "
+        raise UserError(f"{where}: schedule.gamma = {config.schedule.gamma}: must be in (0, 1] (exp_range multiplies "
                         "the amplitude by gamma every epoch: above 1 the learning rate grows without bound)")
     if not 0 <= config.optimizer.momentum < 1:
-        raise DataError(f"{where}: optimizer.momentum = {config.optimizer.momentum}: must be in [0, 1)")
+        raise UserError(f"{where}: optimizer.momentum = {config.optimizer.momentum}: must be in [0, 1)")
     if config.optimizer.weight_decay < 0 or config.optimizer.clipnorm < 0:
-        raise DataError(f"{where}: optimizer.weight_decay and optimizer.clipnorm must not be negative")
+        raise UserError(f"{where}: optimizer.weight_decay and optimizer.clipnorm must not be negative")
     if config.runtime.steps_per_execution < 0:
-        raise DataError(f"{where}: runtime.steps_per_execution = {config.runtime.steps_per_execution}: must be 0 "
+        raise UserError(f"{where}: runtime.steps_per_execution = {config.runtime.steps_per_execution}: must be 0 "
                         "(auto) or a positive number of steps")
     if config.runtime.checkpoint_minutes < 0:
-        raise DataError(f"{where}: runtime.checkpoint_minutes must not be negative (0: every epoch only)")
+        raise UserError(f"{where}: runtime.checkpoint_minutes must not be negative (0: every epoch only)")
     if not 0 <= config.augment.hard_fraction < 1:
-        raise DataError(f"{where}: augment.hard_fraction = {config.augment.hard_fraction}: must be in [0, 1)")
+        raise UserError(f"{where}: augment.hard_fraction = {config.augment.hard_fraction}: must be in [0, 1)")
     if config.classes < 0 or config.final_resolution < 0:
-        raise DataError(f"{where}: classes and final_resolution must not be negative (0: all, the largest stage)")
+        raise UserError(f"{where}: classes and final_resolution must not be negative (0: all, the largest stage)")
     if config.augment.on not in ("host", "device"):
-        raise DataError(f"{where}: augment.on={config.augment.on!r}: expected host or device")
+        raise UserError(f"{where}: augment.on={config.augment.on!r}: expected host or device")
     if config.runtime.mixed_precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
-        raise DataError(f"{where}: runtime.mixed_precision={config.runtime.mixed_precision!r}")
+        raise UserError(f"{where}: runtime.mixed_precision={config.runtime.mixed_precision!r}")
     if config.runtime.cache not in ("auto", "true", "false") or config.runtime.jit_compile not in (
             "auto", "true", "false"):
-        raise DataError(f"{where}: runtime.cache and runtime.jit_compile take auto, true or false (as strings)")
+        raise UserError(f"{where}: runtime.cache and runtime.jit_compile take auto, true or false (as strings)")
     if not 0 <= config.label_smoothing < 1:
-        raise DataError(f"{where}: label_smoothing must be in [0, 1)")
+        raise UserError(f"{where}: label_smoothing must be in [0, 1)")
     from pipeline import augment
 
     try:
         steps = augment.parse_policy(config.augment.policy)
-    except DataError as error:
-        raise DataError(f"{where}: augment.policy: {str(error).split(': ', 1)[-1]}") from None
+    except UserError as error:
+        raise UserError(f"{where}: augment.policy: {str(error).split(': ', 1)[-1]}") from None
     if config.augment.on == "device":
         box_aware = sorted({s.name for s in steps} & augment.BOX_AWARE)
         if box_aware:
-            raise DataError(f"{where}: augment.policy: {box_aware[0]} needs the records' boxes, which do not reach "
+            raise UserError(f"{where}: augment.policy: {box_aware[0]} needs the records' boxes, which do not reach "
                             'the train step with augment.on = "device"; drop it or use augment.on = "host"')
     if len({s.name for s in steps}) < MIN_AUGMENTATIONS:
-        raise DataError(f"{where}: augment.policy has {len({s.name for s in steps})} distinct augmentations; the "
+        raise UserError(f"{where}: augment.policy has {len({s.name for s in steps})} distinct augmentations; the "
                         f"course rule asks for at least {MIN_AUGMENTATIONS}")

@@ -11,7 +11,7 @@ policy runs in tf.data on the host (TPU VMs have many host cores), and this sett
 
 from __future__ import annotations
 
-from pipeline.errors import DataError
+from common.errors import UserError
 
 
 def replica_seed(seed: int, step):
@@ -27,7 +27,7 @@ def replica_seed(seed: int, step):
 
 def augment_in_train_step(net, policy_spec, seed: int, backend: str) -> None:
     if backend != "tensorflow":
-        raise DataError('augment.on = "device" needs the TensorFlow backend; under JAX keep augment.on = "host" '
+        raise UserError('augment.on = "device" needs the TensorFlow backend; under JAX keep augment.on = "host" '
                         "(the policy runs in tf.data on the TPU host)")
     import tensorflow as tf
 

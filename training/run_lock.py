@@ -18,17 +18,12 @@ import threading
 import time
 import uuid
 
-from pipeline.errors import DataError
+from common import files
+from common.errors import UserError
 
 NAME = "run.lock"
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 120.0
-
-
-def _gfile():
-    import tensorflow as tf
-
-    return tf.io.gfile
 
 
 def _process_exists(pid: int) -> bool:
@@ -52,18 +47,15 @@ class RunLock:
 
     def _read(self) -> dict | None:
         try:
-            with _gfile().GFile(self.path, "r") as handle:
-                return json.loads(handle.read())
+            return json.loads(files.read_text(self.path))
         except Exception:  # missing, half written or unreadable: nobody holds it
             return None
 
     def _write(self, started: float) -> None:
         info = {"token": self.token, "host": socket.gethostname(), "pid": os.getpid(), "started": started,
                 "heartbeat": time.time()}
-        temporary = f"{self.path}.{self.token}.tmp"
-        with _gfile().GFile(temporary, "w") as handle:
-            handle.write(json.dumps(info))
-        _gfile().rename(temporary, self.path, overwrite=True)
+        # a temporary of its own: two processes starting at once must not write into one file
+        files.write_text(self.path, json.dumps(info), temporary=f"{self.path}.{self.token}.tmp")
 
     def _holder_alive(self, info: dict) -> bool:
         fresh = time.time() - float(info.get("heartbeat", 0)) < STALE_SECONDS
@@ -74,14 +66,14 @@ class RunLock:
     def acquire(self) -> RunLock:
         holder = self._read()
         if holder is not None and holder.get("token") != self.token and self._holder_alive(holder):
-            raise DataError(f"{self.path}: the run is in use by process {holder.get('pid')} on {holder.get('host')} "
+            raise UserError(f"{self.path}: the run is in use by process {holder.get('pid')} on {holder.get('host')} "
                             f"(started {time.strftime('%Y-%m-%d %H:%M', time.localtime(holder.get('started', 0)))}); "
                             f"one train.py per run directory (a run that died frees it by itself)")
         started = time.time()
         self._write(started)
         time.sleep(0.2)  # a simultaneous start writes too: whoever reads back another token yields
         if (self._read() or {}).get("token") != self.token:
-            raise DataError(f"{self.path}: another train.py started on this run directory at the same time")
+            raise UserError(f"{self.path}: another train.py started on this run directory at the same time")
         self._thread = threading.Thread(target=self._beat, args=(started,), daemon=True, name="run-lock")
         self._thread.start()
         return self
@@ -102,7 +94,7 @@ class RunLock:
     def check(self) -> None:
         """Raise if another process has taken the run directory over."""
         if self.lost:
-            raise DataError(f"{self.path}: process {self.lost.get('pid')} on {self.lost.get('host')} took this run "
+            raise UserError(f"{self.path}: process {self.lost.get('pid')} on {self.lost.get('host')} took this run "
                             "over while this one stalled; stopping so that one process trains it")
 
     def release(self) -> None:
@@ -111,7 +103,7 @@ class RunLock:
             self._thread.join(timeout=5)
         if (self._read() or {}).get("token") == self.token:
             try:
-                _gfile().remove(self.path)
+                files.gfile().remove(self.path)
             except Exception:
                 pass
 

@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Callable
 
-from pipeline.errors import DataError
+from common.errors import UserError
 
 KINDS = ("auto", "tpu", "gpu", "cpu", "multiworker")
 
@@ -79,7 +79,7 @@ def _tensorflow_tpu():
         return tf.distribute.TPUStrategy(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as error:
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-        raise DataError(
+        raise UserError(
             f"--strategy tpu: TensorFlow sees no TPU ({reason}). Installed: {_versions()}. On Colab's TPU "
             f"runtime TensorFlow needs the tensorflow-tpu wheel of the same version as tensorflow (it often "
             f"lags a release); use --backend jax there instead") from None
@@ -93,7 +93,7 @@ def detect(kind: str = "auto", backend: str | None = None, cpu_replicas: int = 1
 
     backend = backend or keras.backend.backend()
     if kind not in KINDS:
-        raise DataError(f"--strategy {kind}: expected one of {', '.join(KINDS)}")
+        raise UserError(f"--strategy {kind}: expected one of {', '.join(KINDS)}")
     runtime = _detect_jax(kind) if backend == "jax" else _detect_tensorflow(kind, cpu_replicas)
     runtime.mixed_precision = _precision(runtime.kind, mixed_precision)
     return runtime
@@ -116,7 +116,7 @@ def _detect_tensorflow(kind: str, cpu_replicas: int) -> Runtime:
             pass  # already initialised with logical devices (a second run in one process)
     if kind == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise DataError("--strategy multiworker: set TF_CONFIG (cluster and task) on every worker")
+            raise UserError("--strategy multiworker: set TF_CONFIG (cluster and task) on every worker")
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         _patch_keras_multiworker_reduce()
         task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
@@ -126,7 +126,7 @@ def _detect_tensorflow(kind: str, cpu_replicas: int) -> Runtime:
     if kind == "tpu" or (kind == "auto" and tpu_present()):
         try:
             strategy = _tensorflow_tpu()
-        except DataError:
+        except UserError:
             if kind == "tpu":
                 raise
         else:
@@ -134,7 +134,7 @@ def _detect_tensorflow(kind: str, cpu_replicas: int) -> Runtime:
             return Runtime("tensorflow", "tpu", strategy.num_replicas_in_sync, devices, "", strategy)
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "gpu" and not gpus:
-        raise DataError("--strategy gpu: TensorFlow sees no GPU (Colab: Runtime > Change runtime type)")
+        raise UserError("--strategy gpu: TensorFlow sees no GPU (Colab: Runtime > Change runtime type)")
     if gpus and kind in ("auto", "gpu"):
         names = [g.name for g in gpus]
         strategy = tf.distribute.MirroredStrategy(names) if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -174,13 +174,13 @@ def _detect_jax(kind: str) -> Runtime:
     import keras
 
     if kind == "multiworker":
-        raise DataError("--strategy multiworker is TensorFlow's; under JAX run one process per host "
+        raise UserError("--strategy multiworker is TensorFlow's; under JAX run one process per host "
                         "(jax.distributed) or use --backend tensorflow")
     devices = jax.local_devices()
     platform = devices[0].platform  # "tpu" | "gpu" | "cpu"
     wanted = {"tpu": "tpu", "gpu": "gpu", "cpu": "cpu"}.get(kind)
     if wanted and platform != wanted:
-        raise DataError(f"--strategy {kind}: JAX sees {platform} devices only. Installed: {_versions()}")
+        raise UserError(f"--strategy {kind}: JAX sees {platform} devices only. Installed: {_versions()}")
     if len(devices) > 1:
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     return Runtime("jax", platform, len(devices), [str(d) for d in devices], "")

@@ -17,10 +17,11 @@ import time
 import keras
 
 import model as models
+from common import files
+from common.errors import UserError
 from model import rules
-from pipeline import atomic, dataset
+from pipeline import dataset
 from pipeline import manifest as manifests
-from pipeline.errors import DataError
 from training import callbacks, checkpoint
 from training import config as configs
 from training.config import Config
@@ -51,11 +52,11 @@ def plan(config: Config, data_dir: str) -> tuple[list[StagePlan], dict]:
     """Stage boundaries in epochs and steps, from the manifests (counts, never a scan)."""
     stages, epoch, step, manifest = [], 0, 0, None
     for index, stage in enumerate(config.stages):
-        manifest = manifests.load(data_dir, stage.resolution)
+        manifest = manifests.read(data_dir, stage.resolution)
         count = dataset.split_count(manifest, "train", config.classes or None)
         steps = count // stage.batch_size
         if steps < 1:
-            raise DataError(f"{config.source}: stages[{index}] batch_size {stage.batch_size} exceeds the "
+            raise UserError(f"{config.source}: stages[{index}] batch_size {stage.batch_size} exceeds the "
                             f"{count} training examples at {stage.resolution}px")
         stages.append(StagePlan(index, stage.resolution, stage.batch_size, epoch, stage.epochs, steps, step))
         epoch += stage.epochs
@@ -128,13 +129,13 @@ class Trainer:
         self.verbose, self.log = verbose, log
         for index, stage in enumerate(config.stages):
             if stage.batch_size % runtime.replicas:
-                raise DataError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
+                raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
                                 f"evenly over {runtime.replicas} replicas; use a multiple of {runtime.replicas}")
         self.stages, last_manifest = plan(config, data_dir)
         self.num_classes = config.classes or len(last_manifest["classes"])
         self.mean, self.std = last_manifest["mean"], last_manifest["std"]
         self.final_resolution = config.final_resolution or max(s.resolution for s in config.stages)
-        manifests.load(data_dir, self.final_resolution)  # the final evaluation's records, checked before epoch 1
+        manifests.read(data_dir, self.final_resolution)  # the final evaluation's records, checked before epoch 1
 
     @property
     def _pad_to(self) -> int:
@@ -155,32 +156,28 @@ class Trainer:
         current = self.config.to_dict()
         # The checkpoint carries the config it was trained with; config.json is the fallback for
         # checkpoints written before it did.
-        saved = state.get("config") or manifests.read_json(posixpath.join(self.run_dir, CONFIG))
+        saved = state.get("config") or files.read_json(posixpath.join(self.run_dir, CONFIG))
         self._changes = configs.differences(saved, current) if saved is not None else {}
         fixed = configs.fixed_on_resume(self._changes)
         if fixed or state.get("fingerprint") != self.config.fingerprint():
             detail = f" ({fixed[0]}: {self._changes[fixed[0]][0]!r} -> {self._changes[fixed[0]][1]!r})" if fixed else ""
-            raise DataError(f"{self.run_dir}: holds a run with another model, stages, schedule, seed, classes or "
+            raise UserError(f"{self.run_dir}: holds a run with another model, stages, schedule, seed, classes or "
                             f"optimizer{detail}; use a new --run-dir (or the original config to resume)")
         return state
 
     def _record_config(self, state: dict | None) -> None:
         """config.json is the config in force; every accepted change at a resume is printed and
         appended to config_changes.jsonl (written only once the resume is known to work)."""
-        import tensorflow as tf
 
         if self._changes:
             for key, (old, new) in self._changes.items():
                 self.log(f"resume: {key} changed from {old!r} to {new!r}")
             history = posixpath.join(self.run_dir, CHANGES)
-            previous = ""
-            if tf.io.gfile.exists(history):
-                with tf.io.gfile.GFile(history, "r") as handle:
-                    previous = handle.read()
+            previous = files.read_text(history) or ""
             entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "at_epoch": state["epoch"] if state else 0,
                      "changes": {k: list(v) for k, v in self._changes.items()}}
-            atomic.write_text(history, previous + json.dumps(entry) + "\n")
-        atomic.write_text(posixpath.join(self.run_dir, CONFIG), json.dumps(self.config.to_dict(), indent=1))
+            files.write_text(history, previous + json.dumps(entry) + "\n")
+        files.write_json(posixpath.join(self.run_dir, CONFIG), self.config.to_dict())
 
     def build_model(self):
         keras.mixed_precision.set_global_policy(self.runtime.mixed_precision)
@@ -189,7 +186,7 @@ class Trainer:
             broken, report = run_rules(self.config, net)
             self.log(report)
             if broken:
-                raise DataError("the model breaks the course rules: " + "; ".join(broken))
+                raise UserError("the model breaks the course rules: " + "; ".join(broken))
             self.schedule = StagedCyclicalLearningRate(
                 self.config.schedule.base_lr, self.config.schedule.max_lr, self.config.schedule.step_size_epochs,
                 [(s.first_step, s.first_epoch, s.steps_per_epoch) for s in self.stages],
@@ -307,7 +304,6 @@ class Trainer:
 
     def final_evaluation(self, net, state: dict) -> dict:
         """Top-1/top-5 on val at the final resolution with the last weights, saved as final.json."""
-        import tensorflow as tf
 
         resolution = self.final_resolution
         started = time.monotonic()
@@ -321,8 +317,7 @@ class Trainer:
                   "epochs": state["epoch"], "best_val_accuracy": state.get("best_val_accuracy"),
                   "best_epoch": state.get("best_epoch"), "seconds": round(time.monotonic() - started, 1),
                   "backend": self.runtime.backend}
-        with tf.io.gfile.GFile(posixpath.join(self.run_dir, "final.json"), "w") as handle:
-            handle.write(json.dumps(result, indent=1))
+        files.write_json(posixpath.join(self.run_dir, "final.json"), result)
         self.log(f"final evaluation at {resolution}px: top-1 {result['val_accuracy']:.4f}, "
                  f"top-5 {result['val_top5']:.4f}")
         return result

@@ -7,9 +7,10 @@ reaches (a Drive folder, a bucket): matplotlib itself only writes local files.
 
 from __future__ import annotations
 
-import os
+import io
 import sys
-import tempfile
+
+from common import files
 
 
 def pyplot(what: str = "chart"):
@@ -26,15 +27,12 @@ def pyplot(what: str = "chart"):
 
 def save(figure, path: str, dpi: int = 100) -> str:
     import matplotlib.pyplot as plt
-    import tensorflow as tf
 
-    handle, local = tempfile.mkstemp(suffix=".png")
-    os.close(handle)
+    buffer = io.BytesIO()
     try:
         figure.tight_layout()
-        figure.savefig(local, dpi=dpi)
-        tf.io.gfile.copy(local, path, overwrite=True)
+        figure.savefig(buffer, format="png", dpi=dpi)
     finally:
         plt.close(figure)
-        os.remove(local)
+    files.write_bytes(path, buffer.getvalue())
     return path

@@ -1,4 +1,4 @@
-"""One exception type for bad input, and one way for every command line to report it.
+"""The one exception type for what the user can fix, and the one line that describes it.
 
 A user's mistake or a broken environment (a missing file, a read-only or full Drive, a corrupt
 shard, an interrupted download) is answered with one line, `error: ...` naming the file or
@@ -7,17 +7,17 @@ option, and exit code 2. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import functools
 import sys
 
 
-class DataError(Exception):
-    """Bad input from the user (a file, a folder, a config or an option): say what and where."""
+class UserError(Exception):
+    """Something the user can fix (a file, a folder, a config, an option, a device, a rule the model
+    breaks): the message says what and where. Raised by every room; shown as one line."""
 
 
 def describe(error: BaseException) -> str | None:
     """The one line to show for an error the user can act on; None for a programming error."""
-    if isinstance(error, DataError):
+    if isinstance(error, UserError):
         return str(error)
     tf = sys.modules.get("tensorflow")
     errors = getattr(tf, "errors", None)
@@ -42,19 +42,3 @@ def _meaningful_line(message: str) -> str:
     with_path = [line for line in useful if "/" in line]
     return (with_path or useful or lines or [""])[0]
 
-
-def command_line(main):
-    """Wrap a command line's `main(argv) -> int`: user errors become one line and exit code 2."""
-
-    @functools.wraps(main)
-    def run(argv=None):
-        try:
-            return main(argv)
-        except Exception as error:  # noqa: BLE001 - re-raised unless it is the user's to fix
-            line = describe(error)
-            if line is None:
-                raise
-            print(f"error: {line}", file=sys.stderr)
-            return 2
-
-    return run

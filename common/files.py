@@ -1,0 +1,92 @@
+"""Files anywhere tf.io.gfile reaches (a local disk, a mounted Drive, a `gs://` bucket), and the
+one way this project replaces a file: write under a temporary name beside it, then rename.
+
+A reader never sees half a file, and a kill between the two steps leaves the old file whole
+(plus a temporary that the next write replaces). TensorFlow is imported on first use: the
+converter's worker processes and the JAX-only parts never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import posixpath
+
+from common.errors import UserError
+
+
+def gfile():
+    """tf.io.gfile, imported when first needed."""
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def is_remote(path: str) -> bool:
+    """A URL-style path (gs://...): libraries that write only local files need a local copy."""
+    return "://" in path
+
+
+@contextlib.contextmanager
+def replacing(path: str, temporary: str | None = None):
+    """Yield a temporary path beside `path` to write; when the block completes it is renamed over
+    `path`. On an error the temporary is removed and `path` keeps its old content.
+
+    `temporary`: a name of the caller's choosing (a suffix Keras insists on, a name unique to a
+    process when several may write at once); default `path + ".tmp"`.
+    """
+    temporary = temporary or path + ".tmp"
+    try:
+        yield temporary
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if gfile().exists(temporary):
+                gfile().remove(temporary)
+        raise
+    gfile().rename(temporary, path, overwrite=True)
+
+
+def write_bytes(path: str, data: bytes, temporary: str | None = None) -> None:
+    with replacing(path, temporary) as partial:
+        with gfile().GFile(partial, "wb") as handle:
+            handle.write(data)
+
+
+def write_text(path: str, text: str, temporary: str | None = None) -> None:
+    write_bytes(path, text.encode(), temporary)
+
+
+def write_json(path: str, data) -> None:
+    write_text(path, json.dumps(data, indent=1))
+
+
+def read_text(path: str) -> str | None:
+    """The file's text, or None if it does not exist."""
+    if not gfile().exists(path):
+        return None
+    with gfile().GFile(path, "r") as handle:
+        return handle.read()
+
+
+def read_json(path: str):
+    """The parsed file, or None if it does not exist; a UserError naming it if it is not JSON."""
+    try:
+        text = read_text(path)
+        return None if text is None else json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not valid JSON ({error})") from None
+
+
+def sha256_of(path: str) -> str:
+    """The sha256 of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with gfile().GFile(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def join(*parts: str) -> str:
+    """posixpath.join: the separator of every path gfile takes, on every platform."""
+    return posixpath.join(*parts)

@@ -1,0 +1,155 @@
+"""One converted resolution folder (`<data>/<res>px`), loaded once and passed on.
+
+Everything later stages ask of a folder comes from its manifest, read and checked here a single
+time: the encoding, the classes, the train split's mean and std, the example counts (of the whole
+split and of a class subset), the shard paths (each checked to exist with its recorded size) and
+the mean record size. Nothing scans the shards to learn what the manifest already says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import re
+
+from common import files
+from common.errors import UserError
+from pipeline import manifest as manifests
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassSubset:
+    """The classes a run keeps: `keep[i]` is the manifest's index of the subset's label i."""
+
+    keep: tuple[int, ...]
+    total: int  # classes in the records
+
+    @property
+    def is_all(self) -> bool:
+        return len(self.keep) == self.total
+
+    def label_map(self) -> list[int]:
+        """Manifest label -> subset label (-1 for a class left out)."""
+        mapping = [-1] * self.total
+        for new, old in enumerate(self.keep):
+            mapping[old] = new
+        return mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFolder:
+    path: str  # the converter's output folder (local, Drive or gs://)
+    resolution: int
+    manifest: dict = dataclasses.field(repr=False, compare=False)
+
+    @classmethod
+    def open(cls, path: str, resolution: int) -> DataFolder:
+        """The folder of one resolution, its manifest read and checked once."""
+        manifest = manifests.read(path, resolution)
+        if manifest["resolution"] != resolution:
+            raise UserError(f"{manifests.resolution_dir(path, resolution)}: manifest says "
+                            f"{manifest['resolution']} px")
+        return cls(path, resolution, manifest)
+
+    @property
+    def folder(self) -> str:
+        return manifests.resolution_dir(self.path, self.resolution)
+
+    @property
+    def encoding(self) -> str:
+        return self.manifest["encoding"]
+
+    @property
+    def classes(self) -> list[dict]:
+        """{wnid, words} of every label, in label order."""
+        return self.manifest["classes"]
+
+    @property
+    def mean(self) -> list[float]:
+        return self.manifest["mean"]
+
+    @property
+    def std(self) -> list[float]:
+        return self.manifest["std"]
+
+    def shards(self, split: str) -> list[dict]:
+        """The manifest's entries of a split's shards (file, num_examples, bytes, sha256, ...)."""
+        if split not in self.manifest["splits"]:
+            raise UserError(f"{self.folder}: no {split!r} split (has {', '.join(self.manifest['splits'])})")
+        return self.manifest["splits"][split]["shards"]
+
+    def shard_paths(self, split: str) -> list[str]:
+        """The shard paths of a split, each checked to exist with the manifest's size (named if not):
+        a missing or truncated shard (an interrupted copy from Drive) is named before training."""
+        return list(self._checked_paths(split))
+
+    @functools.cache  # noqa: B019 - a frozen folder; the check runs once per split
+    def _checked_paths(self, split: str) -> tuple[str, ...]:
+        paths = tuple(files.join(self.folder, shard["file"]) for shard in self.shards(split))
+        for path, shard in zip(paths, self.shards(split)):
+            if not files.gfile().exists(path):
+                raise UserError(f"{path}: shard missing (listed in the manifest)")
+            size = files.gfile().stat(path).length
+            if "bytes" in shard and size != shard["bytes"]:
+                raise UserError(f"{path}: {size} bytes, the manifest says {shard['bytes']}; "
+                                "copy it again or re-run tools.convert")
+        return paths
+
+    def subset(self, classes=None) -> ClassSubset:
+        """None keeps every class, an int N the first N, a list of wnids those (in manifest order)."""
+        total = len(self.classes)
+        if classes is None:
+            return ClassSubset(tuple(range(total)), total)
+        if isinstance(classes, int):
+            if not 1 <= classes <= total:
+                raise UserError(f"classes={classes}: the records hold {total} classes")
+            return ClassSubset(tuple(range(classes)), total)
+        wnids = [c["wnid"] for c in self.classes]
+        missing = [c for c in classes if c not in wnids]
+        if missing:
+            raise UserError(f"classes: {', '.join(missing)} not in the records' manifest")
+        return ClassSubset(tuple(sorted(wnids.index(c) for c in classes)), total)
+
+    def count(self, split: str, subset: ClassSubset | None = None) -> int:
+        """Examples of a split that a class subset keeps, from the manifest's counts (never a scan)."""
+        self.shards(split)  # names a missing split
+        info = self.manifest["splits"][split]
+        if subset is None or subset.is_all:
+            return info["num_examples"]
+        counts = info.get("class_counts")
+        if counts is None:
+            raise UserError(f"{split}: manifest lacks class_counts; convert again to train on a class subset")
+        return sum(counts[i] for i in subset.keep)
+
+    def record_bytes(self, split: str) -> float:
+        """Mean bytes of a serialised record (from the shard sizes; the raw image size if absent)."""
+        shards = self.shards(split)
+        if shards and all("bytes" in s for s in shards):
+            return sum(s["bytes"] for s in shards) / max(1, sum(s["num_examples"] for s in shards))
+        return self.resolution ** 2 * 3 + 64
+
+    @contextlib.contextmanager
+    def naming_corrupt_shards(self, splits=("train", "val")):
+        """Turn tf.data's anonymous 'corrupted record at 3204' into a UserError naming the shard.
+
+        TFRecordDataset does not say which file failed, so on such an error the shards are checked
+        against the manifest's sha256 (seconds, even for 64 px train) to name the culprit.
+        """
+        import tensorflow as tf
+
+        try:
+            yield self
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+            text = str(error).lower()
+            if isinstance(error, tf.errors.InvalidArgumentError) and "record" not in text and "reshape" not in text:
+                raise
+            bad = [files.join(self.folder, shard["file"])
+                   for split in splits if split in self.manifest["splits"] for shard in self.shards(split)
+                   if files.sha256_of(files.join(self.folder, shard["file"])) != shard["sha256"]]
+            found = re.search(r"(corrupted|truncated) record at \d+", str(error))
+            first_line = found.group(0) if found else type(error).__name__
+            if bad:
+                raise UserError(f"{bad[0]}: corrupt shard ({first_line}); re-run tools.convert to rewrite it"
+                                + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")) from None
+            raise UserError(f"{self.folder}: unreadable records ({first_line})") from None

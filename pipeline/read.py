@@ -1,0 +1,81 @@
+"""The read stage: a split's serialised records in their one fixed order, and batches of them
+parsed and decoded. Training, evaluation, the benchmark, the statistics, the preview and verify
+all read through here.
+
+The fixed order matters: each epoch's permutation (pipeline/epoch_order.py) is drawn over it, so
+it must be the same at every iteration: shards interleaved deterministically, record by record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from pipeline import records
+from pipeline.data_folder import ClassSubset, DataFolder
+
+AUTOTUNE = tf.data.AUTOTUNE
+MAX_OPEN_SHARDS = 16  # shards read at once: enough to keep a bucket or Drive busy
+
+
+@dataclasses.dataclass(frozen=True)
+class Share:
+    """Which part of a split one input pipeline reads (several workers, one pipeline each)."""
+
+    pipelines: int = 1
+    index: int = 0
+
+    def by_shard(self, shard_count: int) -> bool:
+        """Whole shards per pipeline when there are enough of them, else every n-th record."""
+        return self.pipelines > 1 and shard_count >= self.pipelines
+
+
+def in_order(folder: DataFolder, split: str, share: Share = Share(),
+             subset: ClassSubset | None = None) -> tf.data.Dataset:
+    """Serialised records of this pipeline's share of a split, always in the same order; records
+    of classes the subset leaves out are dropped."""
+    paths = folder.shard_paths(split)
+    by_shard = share.by_shard(len(paths))
+    if by_shard:
+        paths = paths[share.index::share.pipelines]
+    stream = tf.data.Dataset.from_tensor_slices(paths).interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(paths), MAX_OPEN_SHARDS), num_parallel_calls=AUTOTUNE,
+        deterministic=True)
+    if share.pipelines > 1 and not by_shard:
+        stream = stream.shard(share.pipelines, share.index)
+    if subset is not None and not subset.is_all:
+        keep = tf.constant(subset.keep, tf.int64)
+        label_only = {"label": records.FEATURES["label"]}
+        stream = stream.filter(lambda r: tf.reduce_any(
+            tf.equal(tf.io.parse_single_example(r, label_only)["label"], keep)))
+    return stream
+
+
+def share_count(folder: DataFolder, split: str, share: Share, subset: ClassSubset | None = None) -> int:
+    """Examples in this pipeline's share (from the manifest)."""
+    total = folder.count(split, subset)
+    if share.pipelines == 1:
+        return total
+    shards = folder.shards(split)
+    if share.by_shard(len(shards)):
+        return sum(s["num_examples"] for s in shards[share.index::share.pipelines])
+    return len(range(share.index, total, share.pipelines))
+
+
+def decode(folder: DataFolder, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """A batch of serialised records -> {image: uint8 [B, res, res, 3], label, bbox, filename}."""
+    parsed = records.parse_batch(serialized)
+    parsed["image"] = records.decode_images(parsed["image"], folder.encoding, folder.resolution)
+    return parsed
+
+
+def batches(folder: DataFolder, split: str, batch_size: int, repeat: bool = False) -> tf.data.Dataset:
+    """Decoded batches of a whole split in file order (the last one short), or endlessly with
+    `repeat` (then every batch full): the reading any pipeline must at least do."""
+    stream = in_order(folder, split)
+    if repeat:
+        stream = stream.repeat()
+    return (stream.batch(batch_size, drop_remainder=repeat)
+            .map(lambda serialized: decode(folder, serialized), num_parallel_calls=AUTOTUNE)
+            .prefetch(AUTOTUNE))
