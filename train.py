@@ -4,32 +4,13 @@
         --config configs/tiny_imagenet.toml
 
 Start it again with the same --run-dir after a disconnect and it continues from the last
-checkpoint. The backend (TensorFlow or JAX) is chosen here, before Keras is imported.
+checkpoint. The backend (TensorFlow or JAX) is chosen before Keras is imported.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.util
-import os
 import sys
-
-
-def choose_backend(requested: str) -> str:
-    """KERAS_BACKEND wins; `auto` picks JAX on a TPU runtime without tensorflow-tpu, else TensorFlow."""
-    if requested != "auto":
-        return requested
-    if os.environ.get("KERAS_BACKEND"):
-        return os.environ["KERAS_BACKEND"]
-    from training.strategy import tpu_present
-
-    if tpu_present() and importlib.util.find_spec("jax") is not None:
-        try:
-            importlib.metadata.version("tensorflow-tpu")
-        except importlib.metadata.PackageNotFoundError:
-            return "jax"
-    return "tensorflow"
 
 
 def parse(argv):
@@ -57,46 +38,11 @@ def parse(argv):
 
 def main(argv=None) -> int:
     args = parse(argv)
-    backend = choose_backend(args.backend)
-    os.environ["KERAS_BACKEND"] = backend  # must happen before the first import of keras
     from common.cli import command_line
+    from training import launch
 
-    return command_line(lambda _: train(args, backend))(None)
-
-
-def train(args, backend: str) -> int:
-    from training import config as configs
-    from training.strategy import detect
-    from training.trainer import Trainer
-
-    if backend == "jax":
-        import tensorflow as tf
-
-        tf.config.set_visible_devices([], "GPU")  # TensorFlow only runs tf.data: leave the GPU to JAX
-    config = configs.load(args.config, args.set)
-    runtime = detect(args.strategy, backend, args.cpu_replicas, config.runtime.mixed_precision)
-    print(runtime.describe(), flush=True)
-    if config.runtime.deterministic:
-        import keras
-
-        keras.utils.set_random_seed(config.seed)
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            tf.config.experimental.enable_op_determinism()
-    data = args.data
-    if args.stage_data:
-        from training.staging import stage
-
-        needed = {s.resolution for s in config.stages} | {config.final_resolution or 0}
-        data = stage(args.data, args.stage_data, sorted(r for r in needed if r))
-    import keras
-
-    keras.utils.set_random_seed(config.seed)
-    trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet else 1,
-                      log=lambda line: print(line, flush=True))
-    trainer.fit(args.stop_after)
-    return 0
+    backend = launch.set_backend(args.backend)  # before the first import of Keras
+    return command_line(lambda _: launch.train(args, backend))(None)
 
 
 if __name__ == "__main__":

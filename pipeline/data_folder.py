@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import re
 
 from common import files
@@ -82,11 +81,7 @@ class DataFolder:
     def shard_paths(self, split: str) -> list[str]:
         """The shard paths of a split, each checked to exist with the manifest's size (named if not):
         a missing or truncated shard (an interrupted copy from Drive) is named before training."""
-        return list(self._checked_paths(split))
-
-    @functools.cache  # noqa: B019 - a frozen folder; the check runs once per split
-    def _checked_paths(self, split: str) -> tuple[str, ...]:
-        paths = tuple(files.join(self.folder, shard["file"]) for shard in self.shards(split))
+        paths = [files.join(self.folder, shard["file"]) for shard in self.shards(split)]
         for path, shard in zip(paths, self.shards(split)):
             if not files.gfile().exists(path):
                 raise UserError(f"{path}: shard missing (listed in the manifest)")

@@ -22,6 +22,8 @@ import tensorflow as tf
 
 WINDOW_BYTES = 128 << 20
 _CHUNK = 1024  # records whose draws are made together (one vectorised draw)
+ALL = 1 << 40  # a batch size larger than any split: "every record in one batch"
+ENDLESS = 1 << 62  # a count of rounds never reached: "forever", as a finite tf.data range
 
 # Independent random streams derived from one seed, by purpose.
 ORDER, AUGMENT, HARD, AUGMENT_ON_DEVICE = 1, 2, 3, 4
@@ -71,7 +73,7 @@ def permuted(records: tf.data.Dataset, count: int, order_key: tf.Tensor, window:
             inside = tf.equal(windows, p)
             return tf.boolean_mask(sort_keys, inside), tf.boolean_mask(record, inside)
 
-        chosen = indexed.map(keep).unbatch().batch(1 << 40)
+        chosen = indexed.map(keep).unbatch().batch(ALL)
         return chosen.map(lambda sort_keys, record: tf.gather(record, tf.argsort(sort_keys)))
 
     # Windows in turn, the next one built in the background while this one is emitted: at most the
@@ -83,20 +85,20 @@ def permuted(records: tf.data.Dataset, count: int, order_key: tf.Tensor, window:
 def reshuffled_forever(records: tf.data.Dataset, stream_key: tf.Tensor) -> tf.data.Dataset:
     """A small, non-empty set of records (the hard examples, cached) repeated forever, each round
     in a fresh order drawn from `stream_key` and the round's number."""
-    everything = records.batch(1 << 40)
+    everything = records.batch(ALL)
 
     def round_(number):
         round_key = tf.random.experimental.stateless_fold_in(stream_key, number, alg="philox")
         return everything.map(
             lambda batch: tf.random.experimental.stateless_shuffle(batch, round_key, alg="philox")).unbatch()
 
-    return tf.data.Dataset.range(1 << 62).flat_map(round_)
+    return tf.data.Dataset.range(ENDLESS).flat_map(round_)
 
 
 def permuted_forever(records: tf.data.Dataset, count: int, stream_key: tf.Tensor, window: int) -> tf.data.Dataset:
     """`permuted` again and again, each round a fresh permutation (a worker whose share is shorter
     than the epoch wraps around into a new order, not a replay of the same one)."""
-    return tf.data.Dataset.range(1 << 62).flat_map(lambda number: permuted(
+    return tf.data.Dataset.range(ENDLESS).flat_map(lambda number: permuted(
         records, count, tf.random.experimental.stateless_fold_in(stream_key, number, alg="philox"), window))
 
 

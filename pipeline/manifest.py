@@ -3,12 +3,15 @@
 The pipeline takes example counts and normalisation from here, never by scanning the shards.
 The converter also uses the manifest as its journal: it is rewritten (atomically, under a
 temporary name) after every finished shard with `"complete": false`, so a conversion that a
-Colab disconnect interrupted resumes where it stopped.
+Colab disconnect interrupted resumes where it stopped. This module owns the schema both ways:
+`ResolutionOutput` writes it during a conversion, `read` checks it for every later stage.
 """
 
 from __future__ import annotations
 
 import posixpath
+
+import numpy as np
 
 from common import files
 from common.errors import UserError
@@ -43,3 +46,94 @@ def shard_paths(data_dir: str, resolution: int, manifest: dict, split: str) -> l
                         f"(has {', '.join(manifest['splits'])})")
     folder = resolution_dir(data_dir, resolution)
     return [posixpath.join(folder, s["file"]) for s in manifest["splits"][split]["shards"]]
+
+
+def header(resolution: int, encoding: str, classes: list[dict], source: dict, seed: int, fingerprint: str) -> dict:
+    """What a conversion fixes before its first shard: `classes` [{wnid, words}] in label order,
+    `source` {location, kind, num_source_classes}, `fingerprint` what tells conversions apart."""
+    return {"format_version": FORMAT_VERSION, "resolution": resolution, "encoding": encoding, "classes": classes,
+            "source": source, "seed": seed, "fingerprint": fingerprint}
+
+
+class ResolutionOutput:
+    """The journal of one `<out>/<res>px` folder during a conversion: the header, an entry per
+    shard written (its sha256, size, class counts and pixel sums), then the totals.
+
+    It lives beside `read` so that one module owns the manifest's schema, written and read.
+    """
+
+    def __init__(self, out: str, resolution: int, header: dict, plan: dict[str, list]):
+        """Checks only: the folder is created by `open`, once every resolution has been accepted,
+        so a refused conversion leaves nothing behind. `plan`: the shards (lists of entries) of
+        every split."""
+        self.folder = resolution_dir(out, resolution)
+        self.path = posixpath.join(self.folder, NAME)
+        existing = files.read_json(self.path)
+        if existing is not None and existing.get("fingerprint") != header["fingerprint"]:
+            raise UserError(
+                f"{self.path}: this folder holds a different conversion (other source, classes or "
+                f"settings); choose another --out or delete it")
+        self.manifest = existing or {**header, "complete": False, "splits": {}}
+        self.manifest["complete"] = False
+        self.plan = plan
+        for split, shards in plan.items():
+            self.manifest["splits"].setdefault(split, {"num_examples": 0, "shards": []})
+            known = self.manifest["splits"][split]["shards"]
+            count = len(shards)
+            self.manifest["splits"][split]["shards"] = [s for s in known if self._shard_ok(s, count)]
+
+    def open(self) -> None:
+        files.gfile().makedirs(self.folder)
+
+    def _shard_ok(self, shard: dict, count: int) -> bool:
+        path = posixpath.join(self.folder, shard["file"])
+        return shard["file"].endswith(f"-of-{count:05d}.tfrecord") and files.gfile().exists(path) \
+            and files.sha256_of(path) == shard["sha256"]
+
+    def shard_path(self, split: str, index: int) -> str:
+        """Where shard `index` of a split is written."""
+        return posixpath.join(self.folder, self._name(split, index))
+
+    def _name(self, split: str, index: int) -> str:
+        from pipeline import records
+
+        return records.shard_name(split, index, len(self.plan[split]))
+
+    def done(self, split: str, index: int) -> bool:
+        name = self._name(split, index)
+        return any(s["file"] == name for s in self.manifest["splits"][split]["shards"])
+
+    def add(self, split: str, index: int, sha256: str, result: dict, stats: dict) -> None:
+        """Record a shard just written (with this sha256): `result` is the shard worker's answer,
+        `stats` its part for this resolution. The manifest is rewritten at once."""
+        name = self._name(split, index)
+        class_counts = np.bincount([e[1] for e in stats["examples"] if e[1] >= 0],
+                                   minlength=len(self.manifest["classes"])).tolist()
+        size = files.gfile().stat(posixpath.join(self.folder, name)).length
+        entry = {"file": name, "num_examples": len(stats["examples"]), "sha256": sha256, "bytes": size,
+                 "class_counts": class_counts, "grayscale_sources": result["grayscale"], "skipped": result["skipped"],
+                 "channel_sum": stats["sum"], "channel_sumsq": stats["sumsq"], "pixels": stats["pixels"]}
+        shards = self.manifest["splits"][split]["shards"]
+        shards.append(entry)
+        shards.sort(key=lambda s: s["file"])
+        files.write_json(self.path, self.manifest)
+
+    def finish(self) -> dict:
+        """Totals per split, the train split's mean and std, and `complete: true`."""
+        m = self.manifest
+        for split, info in m["splits"].items():
+            info["num_examples"] = sum(s["num_examples"] for s in info["shards"])
+            if split != "test":  # unlabeled
+                info["class_counts"] = np.sum([s["class_counts"] for s in info["shards"]], axis=0).tolist()
+        train = m["splits"]["train"]["shards"]
+        pixels = sum(s["pixels"] for s in train)
+        total = np.sum([s["channel_sum"] for s in train], axis=0)
+        total_sq = np.sum([s["channel_sumsq"] for s in train], axis=0)
+        mean = total / pixels
+        m["mean"] = [round(float(v), 4) for v in mean]
+        m["std"] = [round(float(v), 4) for v in np.sqrt(np.maximum(total_sq / pixels - mean ** 2, 0))]
+        m["grayscale_sources"] = {s: sum(x["grayscale_sources"] for x in i["shards"]) for s, i in m["splits"].items()}
+        m["skipped"] = [k for i in m["splits"].values() for s in i["shards"] for k in s["skipped"]]
+        m["complete"] = True
+        files.write_json(self.path, m)
+        return m

@@ -3,34 +3,54 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from common import files  # noqa: E402
-from tools import make_synthetic  # noqa: E402
+from pipeline import synthetic  # noqa: E402
 
 NUM_CLASSES = 6
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOL_ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+# TensorFlow's native start-up lines (absl, CUDA probing) that no environment variable silences.
+_NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d\d)")
+
+
+def run_tool(tool: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m tools.<tool> ARGS` run as a user runs it: for what only a command line does (exit
+    codes, the `error:` line, argument errors). Each costs a process and usually a TensorFlow import
+    (seconds): tests keep them few and check everything else on the library functions."""
+    return subprocess.run([sys.executable, "-m", f"tools.{tool}", *args], cwd=ROOT, env=TOOL_ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """What the tool itself wrote to stderr, line by line (TensorFlow's native start-up lines left out)."""
+    return [line for line in result.stderr.strip().splitlines() if not _NATIVE_LOG.match(line)]
 
 
 @pytest.fixture(scope="session")
 def synthetic_zip(tmp_path_factory):
     """A zip of 6 classes: 30 train and 5 val images each, 12 test images, every 7th grayscale."""
     path = str(tmp_path_factory.mktemp("source") / "tiny-imagenet-200.zip")
-    info = make_synthetic.make_zip(path, num_classes=NUM_CLASSES, train_per_class=30, val_per_class=5,
-                                   test_images=12, grayscale_every=7, seed=1)
+    info = synthetic.make_zip(path, num_classes=NUM_CLASSES, train_per_class=30, val_per_class=5,
+                              test_images=12, grayscale_every=7, seed=1)
     return path, info
 
 
 @pytest.fixture(scope="session")
 def converted(synthetic_zip, tmp_path_factory):
     """The synthetic zip converted at 32 and 64 px (raw), test split included, 3 shards a split."""
-    from tools import convert
+    from pipeline import convert
 
     out = str(tmp_path_factory.mktemp("records"))
-    manifests = convert.convert(synthetic_zip[0], out, [32, 64], shards_per_split=3, include_test=True,
-                                workers=1, show_progress=False)
+    options = convert.ConvertOptions(shards_per_split=3, include_test=True, workers=1, show_progress=False)
+    manifests = convert.convert(synthetic_zip[0], out, [32, 64], options)
     return out, manifests, synthetic_zip[1]
 
 
@@ -81,3 +101,12 @@ def large_split(tmp_path_factory):
     """20,480 examples in 16 shards at 8 px: above the window of the epoch order when it is cut
     to 1 MiB, as tests do to force several passes."""
     return write_split(str(tmp_path_factory.mktemp("large")), examples=20_480, shards=16, classes=10)
+
+
+def build_split(data: str, split: str, resolution: int, batch_size: int, input_context=None, **spec):
+    """dataset.build on a folder path: the folder opened at `resolution`, the rest an InputSpec."""
+    from pipeline import dataset
+    from pipeline.data_folder import DataFolder
+
+    return dataset.build(DataFolder.open(data, resolution), dataset.InputSpec(split, batch_size, **spec),
+                         input_context)

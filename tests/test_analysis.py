@@ -1,4 +1,5 @@
-"""tools.stats against numpy, and tools.analyze against a direct evaluation of a trained run."""
+"""The statistics (tools.stats) against numpy, and the analysis (tools.analyze) against a direct
+evaluation of a trained run."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 import tensorflow as tf
 
 from pipeline import manifest as manifests
-from pipeline import records
-from tools import analyze, stats
+from pipeline import records, statistics
+from pipeline.data_folder import DataFolder
+from tests.conftest import run_tool
+from training import analysis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +33,7 @@ def train_split(folder, resolution):
 
 def test_stats_equal_numpy_on_the_records(converted, tmp_path):
     out, _, info = converted
-    result = stats.compute(out, 32)
+    result = statistics.compute(DataFolder.open(out, 32))
     images, labels, boxes, names = train_split(out, 32)
     pixels = images.reshape(-1, 3).astype(np.float64)
     np.testing.assert_allclose(result["mean"], pixels.mean(0), atol=1e-3)
@@ -45,8 +48,7 @@ def test_stats_equal_numpy_on_the_records(converted, tmp_path):
         assert result["per_class"][wnid]["count"] == int((labels == index).sum())
         assert result["per_class"][wnid]["median_box_area"] == pytest.approx(np.median(areas[labels == index]),
                                                                             abs=1e-4)
-    assert stats.main(["--data", out, "--resolution", "32", "--out", str(tmp_path),
-                       "--json", str(tmp_path / "s.json")]) == 0
+    statistics.report(out, 32, str(tmp_path), str(tmp_path / "s.json"), log=lambda *_: None)
     written = json.load(open(tmp_path / "s.json"))
     assert written["mean"] == result["mean"] and set(written["box_area_fraction"]) == {"q05", "q25", "q50", "q75",
                                                                                         "q95"}
@@ -74,12 +76,12 @@ def trained_run(converted, tmp_path_factory):
 @pytest.mark.slow
 def test_analyze_writes_every_file_and_agrees_with_a_direct_evaluation(converted, trained_run):
     out, _, info = converted
-    result = analyze.analyze(out, trained_run, resolution=32, batch_size=16, hard_count=20, log=lambda *_: None)
+    result = analysis.analyze(out, trained_run, resolution=32, batch_size=16, hard_count=20, log=lambda *_: None)
     folder = result["out"]
     for name in ("summary.json", "per_class.csv", "confusions.csv", "most_wrong.png", "hard_examples.txt"):
         assert os.path.getsize(os.path.join(folder, name)) > 0, name
     # direct evaluation: the same model on the val records, computed here with numpy
-    net = analyze.load_model(trained_run)
+    net = analysis.load_model(trained_run)
     manifest = manifests.read(out, 32)
     batch = next(iter(tf.data.TFRecordDataset(manifests.shard_paths(out, 32, manifest, "val")).batch(1000)))
     parsed = records.parse_batch(batch)
@@ -105,4 +107,4 @@ def test_analyze_writes_every_file_and_agrees_with_a_direct_evaluation(converted
 
 
 def test_analyze_without_a_run_says_so(converted, tmp_path):
-    assert analyze.main(["--data", converted[0], "--run-dir", str(tmp_path), "--resolution", "32"]) == 2
+    assert run_tool("analyze", "--data", converted[0], "--run-dir", str(tmp_path), "--resolution", "32").returncode == 2

@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from common.errors import UserError
 from pipeline import augment
+from pipeline import policy as policies
+from pipeline.ops import colour, geometric
 
 SEED = tf.constant([3, 7], tf.int64)
 
@@ -30,12 +32,12 @@ def smooth_batch(size=8, res=32, seed=0):
 @pytest.mark.parametrize("name", list(augment.REGISTRY))
 def test_probability_zero_is_identity_and_one_changes_images(name):
     images, labels, bbox = smooth_batch()
-    same, same_labels = augment.Policy(f"{name}:p=0")(images, labels, SEED, bbox)
+    same, same_labels = augment.Policy(policies.parse(f"{name}:p=0"))(images, labels, SEED, bbox)
     np.testing.assert_allclose(same.numpy(), images.numpy(), atol=1e-3)
     np.testing.assert_array_equal(same_labels.numpy(), labels.numpy())
     # solarize at its default magnitude may draw a threshold above every pixel: make it bite
     strength = ":m=0.9" if name == "solarize" else ""
-    changed, new_labels = augment.Policy(f"{name}:p=1{strength}")(images, labels, SEED, bbox)
+    changed, new_labels = augment.Policy(policies.parse(f"{name}:p=1{strength}"))(images, labels, SEED, bbox)
     assert changed.shape == images.shape and changed.dtype == tf.float32
     per_image = np.abs(changed.numpy() - images.numpy()).reshape(len(images), -1).max(1)
     assert (per_image > 1.0).mean() >= 0.75, f"{name} changed only {per_image}"
@@ -49,13 +51,13 @@ def test_at_least_fourteen_documented_augmentations():
                  "hue", "grayscale", "cutout", "noise", "mixup", "cutmix"):
         assert name in augment.REGISTRY
         assert len(augment.REGISTRY[name].doc) > 60, f"{name} needs a comment on what and why"
-    default = augment.Policy("default")
+    default = augment.Policy(policies.parse("default"))
     assert len(set(default.names)) >= 10
 
 
 def test_flip_twice_is_identity_and_flip_mirrors():
     images, labels, _ = smooth_batch()
-    flip = augment.Policy("flip:p=1")
+    flip = augment.Policy(policies.parse("flip:p=1"))
     once, _ = flip(images, labels, SEED)
     np.testing.assert_allclose(once.numpy(), images.numpy()[:, :, ::-1], atol=1e-4)
     twice, _ = flip(once, labels, SEED)
@@ -76,10 +78,10 @@ def brightest(image):
 def test_warp_moves_a_marked_pixel_where_the_matrix_says():
     image = marked(y=10, x=20)
     shift = tf.constant([[[1.0, 0.0, 3.0], [0.0, 1.0, -2.0], [0.0, 0.0, 1.0]]])
-    out = augment.warp(image, shift).numpy()  # out(u) = in(u + t): the mark moves by -t
+    out = geometric.warp(image, shift).numpy()  # out(u) = in(u + t): the mark moves by -t
     assert brightest(out) == (12, 17) and out[0, 12, 17, 0] == pytest.approx(255.0)
     quarter_turn = tf.constant([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
-    out = augment.warp(image, quarter_turn).numpy()
+    out = geometric.warp(image, quarter_turn).numpy()
     # input offset from the centre (16,16)-(0.5): (x=+4, y=-6); output p satisfies R p = that.
     assert brightest(out) == (11, 10) and out[0, 11, 10, 0] == pytest.approx(255.0)
 
@@ -88,14 +90,14 @@ def test_warp_moves_a_marked_pixel_where_the_matrix_says():
 def test_geometric_ops_keep_the_centre(name):
     image = np.zeros((4, 32, 32, 3), np.float32)
     image[:, 14:18, 14:18] = 255.0  # a block around the centre
-    out, _ = augment.Policy(f"{name}:p=1")(tf.constant(image), tf.one_hot([0] * 4, 2), SEED)
+    out, _ = augment.Policy(policies.parse(f"{name}:p=1"))(tf.constant(image), tf.one_hot([0] * 4, 2), SEED)
     assert (out.numpy()[:, 15:17, 15:17] > 200).all()
 
 
 def test_translate_moves_by_whole_pixels_within_the_magnitude():
     image = marked(y=16, x=16)
     batch = tf.tile(image, [16, 1, 1, 1])
-    out, _ = augment.Policy("translate:p=1:m=0.125")(batch, tf.one_hot([0] * 16, 2), SEED)
+    out, _ = augment.Policy(policies.parse("translate:p=1:m=0.125"))(batch, tf.one_hot([0] * 16, 2), SEED)
     for one in out.numpy():
         y, x = brightest(one[None])
         assert one[y, x, 0] == pytest.approx(255.0)  # integer shift: no interpolation blur
@@ -110,7 +112,7 @@ def test_gather_warp_matches_tensorflows_projective_transform():
     # TensorFlow maps pixel indices, whose centre is (15.5, 15.5); ours maps offsets from the centre
     to_corner = np.array([[1, 0, 15.5], [0, 1, 15.5], [0, 0, 1]], np.float32)
     corner = to_corner @ centred @ np.linalg.inv(to_corner)
-    ours = augment.warp(images, tf.constant([centred] * 2)).numpy()
+    ours = geometric.warp(images, tf.constant([centred] * 2)).numpy()
     theirs = tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=tf.constant([corner.flatten()[:8]] * 2), output_shape=[32, 32],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT").numpy()
@@ -120,15 +122,15 @@ def test_gather_warp_matches_tensorflows_projective_transform():
 
 def test_colour_composition_matches_direct_formulas():
     images, labels, _ = smooth_batch(size=4)
-    out, _ = augment.Policy("grayscale:p=1")(images, labels, SEED)
-    grey = (images.numpy() * np.array(augment.GRAY)).sum(-1)
+    out, _ = augment.Policy(policies.parse("grayscale:p=1"))(images, labels, SEED)
+    grey = (images.numpy() * np.array(colour.GRAY)).sum(-1)
     for c in range(3):
         np.testing.assert_allclose(out.numpy()[..., c], grey, atol=1e-3)
-    inverted, _ = augment.Policy("invert:p=1")(images, labels, SEED)
+    inverted, _ = augment.Policy(policies.parse("invert:p=1"))(images, labels, SEED)
     np.testing.assert_allclose(inverted.numpy(), 255.0 - images.numpy(), atol=1e-3)
     # contrast keeps each image's mean grey level (a small factor, so nothing is clipped)
-    contrasted, _ = augment.Policy("contrast:p=1:m=0.2")(images, labels, SEED)
-    grey_after = (contrasted.numpy() * np.array(augment.GRAY)).sum(-1).mean((1, 2))
+    contrasted, _ = augment.Policy(policies.parse("contrast:p=1:m=0.2"))(images, labels, SEED)
+    grey_after = (contrasted.numpy() * np.array(colour.GRAY)).sum(-1).mean((1, 2))
     np.testing.assert_allclose(grey_after, grey.mean((1, 2)), atol=0.05)
 
 
@@ -137,7 +139,7 @@ def test_mixup_and_cutmix_soft_labels_sum_to_one_and_track_the_pixels():
                          .repeat(32, 2).repeat(3, 3))
     labels = tf.one_hot(np.arange(8), 8)
     for name in ("mixup", "cutmix"):
-        out, soft = augment.Policy(f"{name}:p=1")(images, labels, SEED)
+        out, soft = augment.Policy(policies.parse(f"{name}:p=1"))(images, labels, SEED)
         soft = soft.numpy()
         np.testing.assert_allclose(soft.sum(1), 1.0, atol=1e-5)
         assert (soft.max(1) < 0.999).sum() >= 4  # most images really were mixed
@@ -146,22 +148,22 @@ def test_mixup_and_cutmix_soft_labels_sum_to_one_and_track_the_pixels():
 
 
 def test_policy_spec_parsing_and_errors():
-    steps = augment.parse_policy("flip, rotate:p=0.5:m=20")
-    assert steps == [augment.Step("flip", 0.5, 0.0), augment.Step("rotate", 0.5, 20.0)]
-    tables = augment.parse_policy([{"name": "cutout", "p": 1.0, "m": 0.25}, "hue"])
-    assert tables[0] == augment.Step("cutout", 1.0, 0.25) and tables[1].name == "hue"
-    assert augment.parse_policy("none") == []
+    steps = policies.parse("flip, rotate:p=0.5:m=20")
+    assert steps == (policies.Augmentation("flip", 0.5, 0.0), policies.Augmentation("rotate", 0.5, 20.0))
+    tables = policies.parse([{"name": "cutout", "p": 1.0, "m": 0.25}, "hue"])
+    assert tables[0] == policies.Augmentation("cutout", 1.0, 0.25) and tables[1].name == "hue"
+    assert policies.parse("none") == ()
     with pytest.raises(UserError, match="unknown augmentation 'twirl'"):
-        augment.parse_policy("flip, twirl")
+        policies.parse("flip, twirl")
     with pytest.raises(UserError, match=r"rotate: p=1.5 outside"):
-        augment.parse_policy("rotate:p=1.5")
+        policies.parse("rotate:p=1.5")
     with pytest.raises(UserError, match="unknown setting 'q'"):
-        augment.parse_policy("rotate:q=1")
+        policies.parse("rotate:q=1")
 
 
 def test_policy_is_deterministic_per_seed_and_compiles_with_xla():
     images, labels, bbox = smooth_batch(size=16)
-    policy = augment.Policy("default")
+    policy = augment.Policy(policies.parse("default"))
     compiled = tf.function(lambda x, y, s, b: policy(x, y, s, b), jit_compile=True)
     a = compiled(images, labels, SEED, bbox)
     b = compiled(images, labels, SEED, bbox)
@@ -197,10 +199,10 @@ def test_object_crop_frames_the_object_after_a_flip_whatever_the_order():
     # A crop of side max(0.3, 0.35 floor) = 0.35 around a 0.3 x 0.3 object: (0.30 / 0.35)^2 = 73.5% object.
     images, labels, bbox = object_batch()
     for spec in ("object_crop:p=1:m=0", "flip:p=1, object_crop:p=1:m=0", "object_crop:p=1:m=0, flip:p=1"):
-        out, _ = augment.Policy(spec)(images, labels, SEED, bbox)
+        out, _ = augment.Policy(policies.parse(spec))(images, labels, SEED, bbox)
         np.testing.assert_allclose(white_share(out), (0.30 / 0.35) ** 2, atol=0.03, err_msg=spec)
-    flipped, _ = augment.Policy("flip:p=1, object_crop:p=1:m=0")(images, labels, SEED, bbox)
-    cropped, _ = augment.Policy("object_crop:p=1:m=0")(images, labels, SEED, bbox)
+    flipped, _ = augment.Policy(policies.parse("flip:p=1, object_crop:p=1:m=0"))(images, labels, SEED, bbox)
+    cropped, _ = augment.Policy(policies.parse("object_crop:p=1:m=0"))(images, labels, SEED, bbox)
     np.testing.assert_allclose(flipped.numpy(), cropped.numpy()[:, :, ::-1], atol=1e-3)  # crop, then mirror
 
 
@@ -211,7 +213,7 @@ def test_every_geometric_pair_keeps_the_known_object_in_view(first, second):
     shrink it at most as a zoom-out by e^-0.4 per axis does (73.5% * e^-0.8 = 33%); without the
     crop, it stays near its 9%."""
     images, labels, bbox = object_batch()
-    out, _ = augment.Policy(f"{first}:p=1, {second}:p=1")(images, labels, SEED, bbox)
+    out, _ = augment.Policy(policies.parse(f"{first}:p=1, {second}:p=1"))(images, labels, SEED, bbox)
     share = white_share(out)
     if "object_crop" in (first, second):
         assert share.min() >= (0.30 / 0.35) ** 2 * np.exp(-0.8) - 0.03, f"{first}, {second}: {np.round(share, 2)}"
@@ -232,7 +234,7 @@ def mid_range_batch(size=8):
 
 def test_brightness_equals_tf_image_adjust_brightness_with_a_delta_within_the_magnitude():
     images, labels = mid_range_batch()
-    out, _ = augment.Policy("brightness:p=1:m=0.25")(images, labels, SEED)
+    out, _ = augment.Policy(policies.parse("brightness:p=1:m=0.25"))(images, labels, SEED)
     deltas = (out.numpy() - images.numpy()).mean((1, 2, 3))
     assert np.all(np.abs(deltas) <= 0.25 * 255 + 1e-3) and np.std(deltas) > 5  # drawn per image
     for image, result, delta in zip(images.numpy(), out.numpy(), deltas):
@@ -244,7 +246,7 @@ def test_saturation_equals_pils_colour_enhancement_with_a_factor_within_the_magn
     from PIL import Image, ImageEnhance
 
     images, labels = mid_range_batch()
-    out, _ = augment.Policy("saturation:p=1:m=0.4")(images, labels, SEED)
+    out, _ = augment.Policy(policies.parse("saturation:p=1:m=0.4"))(images, labels, SEED)
     factors = []
     for image, result in zip(images.numpy().astype(np.float64), out.numpy().astype(np.float64)):
         # PIL's Color enhancement blends with its "L" image, ITU-R 601-2 luma: L = R 299/1000 + G 587/1000
@@ -262,7 +264,7 @@ def test_hue_rotates_the_yiq_chroma_by_one_angle_per_image_within_the_magnitude(
     # NTSC YIQ (FCC, 1953): luma Y and the chroma plane (I, Q). A hue rotation keeps Y and |(I, Q)|.
     yiq = np.array([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
     images, labels = mid_range_batch()
-    out, _ = augment.Policy("hue:p=1:m=0.1")(images, labels, SEED)
+    out, _ = augment.Policy(policies.parse("hue:p=1:m=0.1"))(images, labels, SEED)
     angles = []
     for image, result in zip(images.numpy().astype(np.float64), out.numpy().astype(np.float64)):
         before, after = image.reshape(-1, 3) @ yiq.T, result.reshape(-1, 3) @ yiq.T
@@ -274,3 +276,61 @@ def test_hue_rotates_the_yiq_chroma_by_one_angle_per_image_within_the_magnitude(
         assert np.ptp(turn) < 0.02  # one angle for the whole image
         angles.append(float(np.median(turn)))
     assert all(abs(a) <= 0.1 * np.pi + 0.01 for a in angles) and np.std(angles) > 0.03
+
+
+# ----------------------------------------------------------------------------------------------------
+# The policy language (pipeline/policy.py): parsed once, without TensorFlow; the ops register against it.
+# ----------------------------------------------------------------------------------------------------
+def test_an_op_registered_twice_undeclared_or_under_another_kind_is_refused(monkeypatch):
+    def flip(facts, seed, p, m):
+        """A second flip."""
+
+    def swirl(facts, seed, p, m):
+        """Not in the table."""
+
+    original = policies.implementation("flip")
+    with pytest.raises(ValueError, match="'flip' is registered twice"):
+        policies.register("geometric")(flip)
+    assert policies.implementation("flip") is original
+    with pytest.raises(ValueError, match="'swirl' is not declared"):
+        policies.register("geometric")(swirl)
+    monkeypatch.setattr(policies, "_IMPLEMENTATIONS", {})  # as if flip were not registered yet
+    with pytest.raises(ValueError, match="'flip' is declared geometric, registered colour"):
+        policies.register("colour")(flip)
+    assert list(augment.REGISTRY) == list(policies.names())
+    assert all(augment.REGISTRY[name].kind in policies.KINDS for name in policies.names())
+
+
+BLOCK_HEAVY_IMPORTS = """
+import sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "jax", "numpy"):
+            raise ImportError(f"pipeline.policy imported {name}")
+sys.meta_path.insert(0, Blocker())
+from pipeline import policy
+assert [s.name for s in policy.parse("flip, rotate:p=0.5:m=20")] == ["flip", "rotate"]
+assert "tensorflow" not in sys.modules
+"""
+
+
+def test_the_policy_language_imports_without_tensorflow():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", BLOCK_HEAVY_IMPORTS], cwd=root, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": root}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_executor_takes_parsed_steps_only():
+    with pytest.raises(TypeError, match=r"call pipeline.policy.parse\(spec\) first"):
+        augment.Policy("flip, rotate")
+    with pytest.raises(TypeError, match="parsed steps"):
+        augment.Policy(None)
+    policy = augment.Policy(policies.parse("flip, hue:p=1"))
+    assert policy.steps == (policies.Augmentation("flip", 0.5, 0.0), policies.Augmentation("hue", 1.0, 0.1))
+    assert policy.names == ["flip", "hue"] and len(policy) == 2
+    assert policies.parse(policy.steps) == policy.steps  # parsed steps pass through as they are

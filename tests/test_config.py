@@ -10,17 +10,17 @@ from training import config as configs
 
 def test_shipped_configs_load_and_obey_the_run_rules():
     for name in ("configs/tiny_imagenet.toml", "configs/ten_classes.toml", "configs/demo.toml"):
-        config = configs.load(name)
+        config = configs.read(name)
         assert config.total_epochs <= configs.MAX_EPOCHS
-    full = configs.load("configs/tiny_imagenet.toml")
+    full = configs.read("configs/tiny_imagenet.toml")
     assert [s.resolution for s in full.stages] == [32, 48, 64]
     assert full.schedule.mode.startswith("triangular")
-    ten = configs.load("configs/ten_classes.toml")
+    ten = configs.read("configs/ten_classes.toml")
     assert ten.classes == 10 and ten.stages[0].resolution == 32 and ten.stages[0].batch_size == 128
 
 
 def test_overrides_reach_nested_keys_and_list_items():
-    config = configs.load("configs/demo.toml", ["optimizer.weight_decay=1e-4", "stages.1.epochs=7",
+    config = configs.read("configs/demo.toml", ["optimizer.weight_decay=1e-4", "stages.1.epochs=7",
                                                 "model=resnet18", "schedule.mode=triangular2",
                                                 "runtime.cache=true"])
     assert config.optimizer.weight_decay == 1e-4 and config.stages[1].epochs == 7
@@ -53,13 +53,30 @@ STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
 ])
 def test_bad_configs_are_refused_with_the_file_and_key(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
-        configs.load(write(tmp_path, text))
+        configs.read(write(tmp_path, text))
 
 
 def test_missing_file_and_bad_override():
     with pytest.raises(UserError, match="nope.toml: config file not found"):
-        configs.load("nope.toml")
+        configs.read("nope.toml")
     with pytest.raises(UserError, match="expected key=value"):
-        configs.load("configs/demo.toml", ["epochs"])
+        configs.read("configs/demo.toml", ["epochs"])
     with pytest.raises(UserError, match="no item 5"):
-        configs.load("configs/demo.toml", ["stages.5.epochs=3"])
+        configs.read("configs/demo.toml", ["stages.5.epochs=3"])
+
+
+def test_the_config_holds_the_parsed_policy_and_config_json_keeps_it_as_written(tmp_path):
+    import json
+
+    from pipeline import policy
+
+    config = configs.read("configs/demo.toml")
+    assert config.augment.steps and config.augment.steps == policy.parse(config.augment.policy)
+    data = config.to_dict()
+    assert set(data["augment"]) == {"policy", "on", "hard_examples", "hard_fraction"}  # config.json as before
+    assert data["augment"]["policy"] == config.augment.policy and json.loads(json.dumps(data)) == data
+    other = configs.read("configs/demo.toml", ['augment.policy="default"'])
+    assert configs.differences(data, other.to_dict()) == {"augment.policy": (config.augment.policy, "default")}
+    with pytest.raises(UserError, match=r"augment: unknown key 'steps' \(known: policy, on, hard_examples, "
+                                        r"hard_fraction\)"):
+        configs.read(write(tmp_path, '[augment]\nsteps = "flip"\n' + STAGE))

@@ -19,11 +19,16 @@ from PIL import Image
 
 from common import files
 from common.errors import UserError
+from pipeline import convert, records, synthetic, verify
 from pipeline import manifest as manifests
-from pipeline import records
-from tools import convert, make_synthetic, verify
+from tests.conftest import run_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_convert(source: str, out: str, resolutions: list[int], **options) -> dict[int, dict]:
+    """convert.convert with the options as keywords."""
+    return convert.convert(source, out, resolutions, convert.ConvertOptions(**options))
 
 
 def read_split(folder: str, resolution: int, split: str) -> dict[str, np.ndarray]:
@@ -123,19 +128,19 @@ def test_train_is_shuffled_across_shards_deterministically(converted):
 
 def test_class_subset_relabels_and_filters_val(synthetic_zip, tmp_path):
     path, info = synthetic_zip
-    result = convert.convert(path, str(tmp_path), [32], classes="2", workers=1, show_progress=False)[32]
+    result = run_convert(path, str(tmp_path), [32], classes="2", workers=1, show_progress=False)[32]
     assert [c["wnid"] for c in result["classes"]] == info["wnids"][:2]
     assert result["splits"]["train"]["num_examples"] == 60
     assert result["splits"]["val"]["num_examples"] == 10
     assert set(read_split(str(tmp_path), 32, "val")["label"]) == {0, 1}
-    named = convert.convert(path, str(tmp_path / "named"), [32], classes=f"{info['wnids'][4]},{info['wnids'][1]}",
-                            workers=1, show_progress=False)[32]
+    named = run_convert(path, str(tmp_path / "named"), [32], classes=f"{info['wnids'][4]},{info['wnids'][1]}",
+                        workers=1, show_progress=False)[32]
     assert [c["wnid"] for c in named["classes"]] == [info["wnids"][1], info["wnids"][4]]
 
 
 def test_jpeg_encoding_copies_64px_sources_byte_for_byte(synthetic_zip, tmp_path):
     path, _ = synthetic_zip
-    convert.convert(path, str(tmp_path), [64], encoding="jpeg", classes="1", workers=2, show_progress=False)
+    run_convert(path, str(tmp_path), [64], encoding="jpeg", classes="1", workers=2, show_progress=False)
     manifest = manifests.read(str(tmp_path), 64)
     batch = next(iter(tf.data.TFRecordDataset(manifests.shard_paths(str(tmp_path), 64, manifest, "train")).batch(99)))
     parsed = records.parse_batch(batch)
@@ -153,7 +158,7 @@ def _digests(folder):
 def test_resume_after_interruption_gives_identical_shards(synthetic_zip, tmp_path, monkeypatch):
     path, _ = synthetic_zip
     clean, broken = str(tmp_path / "clean"), str(tmp_path / "broken")
-    convert.convert(path, clean, [32], shards_per_split=4, workers=1, show_progress=False)
+    run_convert(path, clean, [32], shards_per_split=4, workers=1, show_progress=False)
     real_write = convert.write_shard
     calls = {"n": 0}
 
@@ -167,14 +172,14 @@ def test_resume_after_interruption_gives_identical_shards(synthetic_zip, tmp_pat
 
     monkeypatch.setattr(convert, "write_shard", dying_write)
     with pytest.raises(KeyboardInterrupt):
-        convert.convert(path, broken, [32], shards_per_split=4, workers=1, show_progress=False)
+        run_convert(path, broken, [32], shards_per_split=4, workers=1, show_progress=False)
     partial = files.read_json(os.path.join(broken, "32px", "manifest.json"))
     assert partial["complete"] is False and len(partial["splits"]["train"]["shards"]) == 2
     with pytest.raises(UserError, match="unfinished"):
         manifests.read(broken, 32)
     written = []
     monkeypatch.setattr(convert, "write_shard", lambda t, e: written.append(os.path.basename(t)) or real_write(t, e))
-    convert.convert(path, broken, [32], shards_per_split=4, workers=1, show_progress=False)
+    run_convert(path, broken, [32], shards_per_split=4, workers=1, show_progress=False)
     assert "train-00000-of-00004.tfrecord" not in written and "train-00002-of-00004.tfrecord" in written
     assert _digests(os.path.join(broken, "32px")) == _digests(os.path.join(clean, "32px"))
     assert manifests.read(broken, 32)["mean"] == manifests.read(clean, 32)["mean"]
@@ -182,13 +187,13 @@ def test_resume_after_interruption_gives_identical_shards(synthetic_zip, tmp_pat
 
 def test_a_damaged_shard_is_rewritten_on_rerun(synthetic_zip, tmp_path):
     path, _ = synthetic_zip
-    convert.convert(path, str(tmp_path), [32], shards_per_split=2, workers=1, show_progress=False)
+    run_convert(path, str(tmp_path), [32], shards_per_split=2, workers=1, show_progress=False)
     before = _digests(str(tmp_path / "32px"))
     with open(tmp_path / "32px" / "val-00001-of-00002.tfrecord", "r+b") as handle:
         handle.seek(50)
         handle.write(b"\x00\x01\x02")
     assert any("val-00001" in b for b in verify.verify(str(tmp_path), report=lambda *_: None))
-    convert.convert(path, str(tmp_path), [32], shards_per_split=2, workers=1, show_progress=False)
+    run_convert(path, str(tmp_path), [32], shards_per_split=2, workers=1, show_progress=False)
     assert _digests(str(tmp_path / "32px")) == before
     assert verify.verify(str(tmp_path), report=lambda *_: None) == []
 
@@ -201,7 +206,7 @@ def test_verify_names_a_truncated_shard(converted, tmp_path):
         handle.truncate(os.path.getsize(target) // 2)
     bad = verify.verify(copy, report=lambda *_: None)
     assert len(bad) == 1 and "train-00001-of-00003" in bad[0]
-    assert verify.main([copy]) == 1
+    assert run_tool("verify", copy).returncode == 1
 
 
 # -- bad input ------------------------------------------------------------------------------------------
@@ -209,22 +214,22 @@ def test_not_a_zip(tmp_path):
     bogus = tmp_path / "tiny.zip"
     bogus.write_bytes(b"this is not a zip")
     with pytest.raises(UserError, match=r"tiny\.zip: not a zip"):
-        convert.convert(str(bogus), str(tmp_path / "out"), [32], show_progress=False)
+        run_convert(str(bogus), str(tmp_path / "out"), [32], show_progress=False)
 
 
 def test_folder_without_wnids(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="empty: no wnids.txt"):
-        convert.convert(str(tmp_path / "empty"), str(tmp_path / "out"), [32], show_progress=False)
+        run_convert(str(tmp_path / "empty"), str(tmp_path / "out"), [32], show_progress=False)
 
 
 def test_unpacked_folder_converts_like_the_zip(synthetic_zip, tmp_path):
     with zipfile.ZipFile(synthetic_zip[0]) as z:
         z.extractall(tmp_path / "unpacked")
-    result = convert.convert(str(tmp_path / "unpacked"), str(tmp_path / "out"), [32], classes="2", workers=1,
-                             show_progress=False)[32]
-    reference = convert.convert(synthetic_zip[0], str(tmp_path / "ref"), [32], classes="2", workers=1,
-                                show_progress=False)[32]
+    result = run_convert(str(tmp_path / "unpacked"), str(tmp_path / "out"), [32], classes="2", workers=1,
+                         show_progress=False)[32]
+    reference = run_convert(synthetic_zip[0], str(tmp_path / "ref"), [32], classes="2", workers=1,
+                            show_progress=False)[32]
     assert [s["sha256"] for s in result["splits"]["train"]["shards"]] == \
         [s["sha256"] for s in reference["splits"]["train"]["shards"]]
 
@@ -246,7 +251,7 @@ def test_val_annotation_with_unknown_class(synthetic_zip, tmp_path):
     _rewrite_zip(synthetic_zip[0], target, {"tiny-imagenet-200/val/val_annotations.txt":
                                             text.replace(first, "n12345678", 1).encode()})
     with pytest.raises(UserError, match=r"val_annotations.txt:1: unknown class n12345678"):
-        convert.convert(target, str(tmp_path / "out"), [32], workers=1, show_progress=False)
+        run_convert(target, str(tmp_path / "out"), [32], workers=1, show_progress=False)
 
 
 def test_corrupt_jpeg_is_named_or_skipped(synthetic_zip, tmp_path):
@@ -255,50 +260,50 @@ def test_corrupt_jpeg_is_named_or_skipped(synthetic_zip, tmp_path):
     name = f"tiny-imagenet-200/train/{wnid}/images/{wnid}_3.JPEG"
     _rewrite_zip(synthetic_zip[0], target, {name: b"\xff\xd8 not really a jpeg"})
     with pytest.raises(UserError, match=rf"{wnid}_3\.JPEG: unreadable or corrupt image") as refused:
-        convert.convert(target, str(tmp_path / "out"), [32], classes="1", workers=1, show_progress=False)
+        run_convert(target, str(tmp_path / "out"), [32], classes="1", workers=1, show_progress=False)
     assert "object at 0x" not in str(refused.value)  # no Python object repr in a user's message
-    result = convert.convert(target, str(tmp_path / "skip"), [32], classes="1", workers=2, skip_bad=True,
-                             show_progress=False)[32]
+    result = run_convert(target, str(tmp_path / "skip"), [32], classes="1", workers=2, skip_bad=True,
+                         show_progress=False)[32]
     assert result["splits"]["train"]["num_examples"] == 29
     assert [s["file"] for s in result["skipped"]] == [name.split("/", 1)[1]]
 
 
 def test_output_folder_of_a_different_dataset(synthetic_zip, tmp_path):
-    convert.convert(synthetic_zip[0], str(tmp_path), [32], classes="1", workers=1, show_progress=False)
+    run_convert(synthetic_zip[0], str(tmp_path), [32], classes="1", workers=1, show_progress=False)
     with pytest.raises(UserError, match=r"32px/manifest.json: this folder holds a different conversion"):
-        convert.convert(synthetic_zip[0], str(tmp_path), [48, 32], classes="2", workers=1, show_progress=False)
+        run_convert(synthetic_zip[0], str(tmp_path), [48, 32], classes="2", workers=1, show_progress=False)
     assert sorted(os.listdir(tmp_path)) == ["32px"]  # the refused conversion created no 48px folder
 
 
 def test_zip_entry_escaping_its_folder_is_refused(tmp_path):
     evil = str(tmp_path / "evil.zip")
-    make_synthetic.make_zip(evil, num_classes=1, train_per_class=2, val_per_class=1, test_images=0,
-                            extra_files={"../../etc/evil.txt": b"owned"})
+    synthetic.make_zip(evil, num_classes=1, train_per_class=2, val_per_class=1, test_images=0,
+                       extra_files={"../../etc/evil.txt": b"owned"})
     with pytest.raises(UserError, match=r"refusing zip entry '../../etc/evil.txt'"):
-        convert.convert(evil, str(tmp_path / "out"), [32], show_progress=False)
+        run_convert(evil, str(tmp_path / "out"), [32], show_progress=False)
     assert not (tmp_path / "out").exists()  # refused before anything was planned or written
 
 
-def test_command_line_errors_are_one_line(tmp_path, capsys):
-    assert convert.main(["--source", str(tmp_path / "missing.zip"), "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "missing.zip: no such file or folder" in err
-    with pytest.raises(SystemExit):
-        convert.main(["--source", "x", "--out", str(tmp_path), "--resolutions", "big"])
-    assert "--resolutions" in capsys.readouterr().err
+def test_command_line_errors_are_one_line(tmp_path):
+    missing = run_tool("convert", "--source", str(tmp_path / "missing.zip"), "--out", str(tmp_path))
+    err = missing.stderr.strip()
+    assert missing.returncode == 2 and err.count("\n") == 0 and "missing.zip: no such file or folder" in err
+    refused = run_tool("convert", "--source", "x", "--out", str(tmp_path), "--resolutions", "big")
+    assert refused.returncode == 2  # argparse's exit
+    assert "--resolutions" in refused.stderr
 
 
 def test_wnids_decide_the_class_count_not_200(tmp_path):
     path = str(tmp_path / "three.zip")
-    make_synthetic.make_zip(path, num_classes=3, train_per_class=4, val_per_class=2, test_images=0)
-    result = convert.convert(path, str(tmp_path / "out"), [32], workers=1, show_progress=False)[32]
+    synthetic.make_zip(path, num_classes=3, train_per_class=4, val_per_class=2, test_images=0)
+    result = run_convert(path, str(tmp_path / "out"), [32], workers=1, show_progress=False)[32]
     assert len(result["classes"]) == 3 and result["splits"]["train"]["num_examples"] == 12
 
 
 @pytest.mark.real_data
 @pytest.mark.skipif(not os.environ.get("TINY_IMAGENET_ZIP"), reason="TINY_IMAGENET_ZIP not set")
 def test_real_ten_class_slice(tmp_path):
-    result = convert.convert(os.environ["TINY_IMAGENET_ZIP"], str(tmp_path), [32, 64], show_progress=False)
+    result = run_convert(os.environ["TINY_IMAGENET_ZIP"], str(tmp_path), [32, 64], show_progress=False)
     for manifest in result.values():
         assert manifest["splits"]["train"]["num_examples"] == 5000
         assert manifest["splits"]["val"]["num_examples"] == 500
@@ -308,8 +313,7 @@ def test_real_ten_class_slice(tmp_path):
 
 def test_make_synthetic_writes_the_official_layout_into_a_new_folder(tmp_path):
     path = tmp_path / "new" / "folder" / "s.zip"
-    make_synthetic.main(["--out", str(path), "--classes", "2", "--train-per-class", "3", "--val-per-class", "2",
-                         "--test-images", "1"])
+    synthetic.make_zip(str(path), num_classes=2, train_per_class=3, val_per_class=2, test_images=1)
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         wnids = z.read("tiny-imagenet-200/wnids.txt").decode()
@@ -363,7 +367,7 @@ def _alive(pid):
 @pytest.mark.slow
 def test_kill_9_of_the_converter_takes_its_workers_with_it(tmp_path):
     source = str(tmp_path / "big.zip")
-    make_synthetic.make_zip(source, num_classes=4, train_per_class=400, val_per_class=10, test_images=0, seed=2)
+    synthetic.make_zip(source, num_classes=4, train_per_class=400, val_per_class=10, test_images=0, seed=2)
     process = subprocess.Popen([*CONVERT, "--source", source, "--out", str(tmp_path / "out"), "--resolutions",
                                 "32,48,64", "--workers", "2", "--shards-per-split", "8"], env=ENV, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from common.errors import UserError
+from pipeline import convert
 from pipeline.tiny_imagenet import download
-from tools import convert
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
@@ -70,8 +70,8 @@ def test_an_interrupted_download_resumes_where_it_stopped(server, tmp_path):
 
 
 def test_convert_from_a_url(server, synthetic_zip, tmp_path):
-    result = convert.convert(f"{server}/tiny-imagenet-200.zip", str(tmp_path / "out"), [32], classes="2",
-                             workers=1, show_progress=False, download_dir=str(tmp_path / "cache"))[32]
+    options = convert.ConvertOptions(classes="2", workers=1, show_progress=False, download_dir=str(tmp_path / "cache"))
+    result = convert.convert(f"{server}/tiny-imagenet-200.zip", str(tmp_path / "out"), [32], options)[32]
     assert result["splits"]["train"]["num_examples"] == 60
     with pytest.raises(UserError, match="missing.zip: download failed"):
         download(f"{server}/missing.zip", str(tmp_path / "cache"))

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import dataset, epoch_order
+from pipeline import epoch_order
+from tests.conftest import build_split
 
 EXAMPLES, BATCH = 20_480, 256
 
 
 def epochs_of(data, epochs=2, first_epoch=0, **kwargs):
-    ds, info = dataset.build(data, "train", 8, BATCH, epochs=epochs, first_epoch=first_epoch, with_filenames=True,
+    ds, info = build_split(data, "train", 8, BATCH, epochs=epochs, first_epoch=first_epoch, with_filenames=True,
                              **kwargs)
     names = np.concatenate([batch[2].numpy() for batch in ds]).astype(int)
     per_epoch = info.steps_per_epoch * BATCH
@@ -118,14 +119,15 @@ def test_hard_examples_that_match_no_record_are_refused_not_waited_for(large_spl
     hard_file = tmp_path / "hard.txt"
     hard_file.write_text("n99999999_1.JPEG\nn99999999_2.JPEG\n")
     with pytest.raises(UserError, match=r"hard.txt: none of its 2 filenames is a training image"):
-        dataset.build(large_split, "train", 8, BATCH, epochs=1, hard_examples=str(hard_file), hard_fraction=0.1)
+        build_split(large_split, "train", 8, BATCH, epochs=1, hard_examples=str(hard_file), hard_fraction=0.1)
 
 
 MEMORY = """
 import resource, sys
 from pipeline import dataset, epoch_order
+from pipeline.data_folder import DataFolder
 epoch_order.WINDOW_BYTES = 4 << 20
-ds, _ = dataset.build(sys.argv[1], "train", 32, 256, epochs=int(sys.argv[2]))
+ds, _ = dataset.build(DataFolder.open(sys.argv[1], 32), dataset.InputSpec("train", 256, epochs=int(sys.argv[2])))
 iterator = iter(ds)
 for _ in range(40):
     next(iterator)

@@ -10,8 +10,9 @@ import shutil
 
 import pytest
 
-from common.errors import UserError
-from tools import benchmark, convert, order_stats, stats, verify
+from common.errors import UserError, describe
+from pipeline import benchmark, order_stats, statistics
+from tests.conftest import run_tool, stderr_lines
 from training import config as configs
 
 STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
@@ -32,7 +33,7 @@ def test_impossible_settings_are_one_line_naming_the_key(tmp_path, override, mes
     path = tmp_path / "c.toml"
     path.write_text('model = "resnet18"\n' + STAGE)
     with pytest.raises(UserError, match=message) as refused:
-        configs.load(str(path), [override])
+        configs.read(str(path), [override])
     assert "\n" not in str(refused.value)
 
 
@@ -53,40 +54,72 @@ def corrupt_in_place(path):
         handle.write(bytes(b ^ 0xFF for b in chunk))
 
 
+def quiet(*_):
+    pass
+
+
+# The work of each tool, called as its command line calls it ...
 TOOLS = {
-    "benchmark": lambda data: benchmark.main(["--data", data, "--resolution", "32", "--batch-size", "16", "--augment",
-                                              "flip", "--seconds", "0.2", "--repeats", "1", "--baseline", "none"]),
-    "stats": lambda data: stats.main(["--data", data, "--resolution", "32", "--out", os.path.join(data, "s")]),
-    "order_stats": lambda data: order_stats.main(["--data", data, "--resolution", "32", "--batch-size", "16"]),
+    "benchmark": lambda data: benchmark.measure(data, 32, benchmark.Settings(
+        batch_size=16, names=("flip",), seconds=0.2, repeats=1, baseline=None), report=quiet),
+    "stats": lambda data: statistics.report(data, 32, os.path.join(data, "s"), log=quiet),
+    "order_stats": lambda data: order_stats.measure(data, 32, batch_size=16, log=quiet),
 }
+# ... and the command lines themselves.
+COMMANDS = {
+    "benchmark": lambda data: ["--data", data, "--resolution", "32", "--batch-size", "16", "--augment", "flip",
+                               "--seconds", "0.2", "--repeats", "1", "--baseline", "none"],
+    "stats": lambda data: ["--data", data, "--resolution", "32", "--out", os.path.join(data, "s")],
+    "order_stats": lambda data: ["--data", data, "--resolution", "32", "--batch-size", "16"],
+}
+SHARD = "train-00001-of-00003.tfrecord"
 
 
 @pytest.mark.parametrize("tool", list(TOOLS))
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
-def test_tools_name_a_missing_or_corrupt_shard(damaged, capsys, tool, damage):
-    shard = os.path.join(damaged, "32px", "train-00001-of-00003.tfrecord")
+def test_tools_name_a_missing_or_corrupt_shard(damaged, tool, damage):
+    shard = os.path.join(damaged, "32px", SHARD)
     if damage == "missing":
         os.remove(shard)
     else:
         corrupt_in_place(shard)
-    assert TOOLS[tool](damaged) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "train-00001-of-00003.tfrecord" in err[0], err
+    with pytest.raises(Exception) as refused:
+        TOOLS[tool](damaged)
+    line = describe(refused.value)  # what the command line prints after "error: ", or None for a bug
+    assert line is not None and "\n" not in line and SHARD in line, line
 
 
-def test_verify_fails_on_a_resolution_without_its_manifest(damaged, capsys):
+def test_each_tool_reports_it_in_one_error_line_with_exit_code_2(damaged):
+    os.remove(os.path.join(damaged, "32px", SHARD))
+    for tool, args in COMMANDS.items():
+        result = run_tool(tool, *args(damaged))
+        err = stderr_lines(result)
+        assert result.returncode == 2, (tool, result.stderr[-2000:])
+        assert len(err) == 1 and err[0].startswith("error: ") and SHARD in err[0], (tool, err)
+
+
+def test_a_corrupt_shard_is_one_error_line_with_exit_code_2(damaged):
+    corrupt_in_place(os.path.join(damaged, "32px", SHARD))
+    result = run_tool("stats", *COMMANDS["stats"](damaged))
+    err = stderr_lines(result)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(err) == 1 and err[0].startswith("error: ") and SHARD in err[0], err
+
+
+def test_verify_fails_on_a_resolution_without_its_manifest(damaged):
     os.remove(os.path.join(damaged, "64px", "manifest.json"))
-    assert verify.main([damaged]) == 1
-    assert "64px/manifest.json: missing" in capsys.readouterr().err
+    result = run_tool("verify", damaged)
+    assert result.returncode == 1
+    assert "64px/manifest.json: missing" in result.stderr
 
 
-def test_an_output_folder_that_cannot_be_created_is_one_line(synthetic_zip, tmp_path, capsys):
+def test_an_output_folder_that_cannot_be_created_is_one_line(synthetic_zip, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    code = convert.main(["--source", synthetic_zip[0], "--out", str(blocker / "records"), "--resolutions", "32",
-                         "--classes", "1", "--workers", "1"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "a_file" in err[0], err
+    result = run_tool("convert", "--source", synthetic_zip[0], "--out", str(blocker / "records"), "--resolutions",
+                      "32", "--classes", "1", "--workers", "1")
+    err = stderr_lines(result)
+    assert result.returncode == 2 and len(err) == 1 and err[0].startswith("error: ") and "a_file" in err[0], err
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -95,10 +128,10 @@ def test_an_output_folder_that_cannot_be_created_is_one_line(synthetic_zip, tmp_
     ([{"name": "rotate", "p": [1]}], r"rotate: p and m must be numbers"),
 ])
 def test_impossible_policies_are_one_line(spec, message):
-    from pipeline import augment
+    from pipeline import policy
 
     with pytest.raises(UserError, match=message):
-        augment.parse_policy(spec)
+        policy.parse(spec)
 
 
 def test_an_io_error_raised_inside_a_graph_is_reported_by_its_path(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
-from tools import lr_find
+from training import lr_find
 
 
 def test_suggest_reads_start_and_end_of_the_fall():
@@ -24,8 +24,8 @@ def test_suggest_reads_start_and_end_of_the_fall():
 
 def test_lr_find_on_synthetic_data_finds_where_the_loss_falls(converted, tmp_path):
     out = str(tmp_path / "lrf")
-    result = lr_find.run(converted[0], "resnet_tiny", 32, batch_size=32, start_lr=1e-4, end_lr=10.0, steps=80,
-                         out=out, verbose=0)
+    sweep = lr_find.Sweep(batch_size=32, start_lr=1e-4, end_lr=10.0, steps=80, verbose=0)
+    result = lr_find.run(converted[0], "resnet_tiny", 32, sweep, out=out, log=lambda *_: None)
     lrs, losses = result["lrs"], result["losses"]
     assert 20 <= result["steps"] <= 80
     assert np.all(np.diff(lrs) > 0) and lrs[0] == pytest.approx(1e-4)

@@ -24,8 +24,13 @@ def notebook_commands():
 
 
 def options_of(path):
+    """The options a command line's source declares, with the shared ones of tools/arguments.py it uses."""
     with open(path) as handle:
-        return set(re.findall(r'"(--[a-z][a-z0-9-]*)"', handle.read()))
+        source = handle.read()
+    if "arguments." in source:
+        with open(os.path.join(ROOT, "tools", "arguments.py")) as handle:
+            source += handle.read()
+    return set(re.findall(r'"(--[a-z][a-z0-9-]*)"', source))
 
 
 def test_every_python_command_exists_with_its_options():

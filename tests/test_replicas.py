@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from pipeline import dataset
+from tests.conftest import build_split
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POLICY = "flip, translate, scale, rotate, brightness, contrast, saturation, hue, cutout, mixup"
@@ -26,9 +26,10 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pipeline.augment import Policy
+from pipeline.policy import parse
 from training.device_augment import replica_seed
 strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
-policy = Policy(sys.argv[1])
+policy = Policy(parse(sys.argv[1]))
 rng = np.random.default_rng(0)
 images = tf.constant(rng.uniform(20, 230, (8, 32, 32, 3)), tf.float32)  # the same batch on both replicas
 labels = tf.one_hot(np.arange(8) % 4, 4)
@@ -64,7 +65,7 @@ def test_two_input_pipelines_augment_their_batches_differently(tmp_path):
     for pipeline_id in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id,
                                              num_replicas_in_sync=2)
-        ds, _ = dataset.build(data, "train", 8, 32, policy=POLICY, epochs=1, input_context=context, seed=3)
+        ds, _ = build_split(data, "train", 8, 32, policy=POLICY, epochs=1, input_context=context, seed=3)
         first_batches.append(next(iter(ds))[0].numpy().astype(np.float64))
     # every record holds the same image: only the augmentation can make the batches differ
     assert np.abs(first_batches[0] - first_batches[1]).mean() > 5.0

@@ -10,15 +10,16 @@ import pytest
 from PIL import Image
 
 from common.errors import UserError
-from tools import benchmark, model_card, preview
+from model import card
+from pipeline import benchmark, preview
 from training import staging
 
 
 def test_benchmark_rows_and_json(converted, tmp_path):
     out = str(tmp_path / "bench.json")
-    assert benchmark.main(["--data", converted[0], "--resolution", "32", "--batch-size", "16", "--augment",
-                           "flip,cutout", "--seconds", "0.3", "--repeats", "2", "--json", out,
-                           "--plot", str(tmp_path / "bench.png")]) == 0
+    settings = benchmark.Settings(batch_size=16, names=("flip", "cutout"), seconds=0.3, repeats=2, baseline="keras")
+    benchmark.measure(converted[0], 32, settings, json_path=out, plot_path=str(tmp_path / "bench.png"),
+                      report=lambda *_: None)
     result = json.load(open(out))
     assert result["resolution"] == 32 and result["batch_size"] == 16 and result["cpu_count"] == os.cpu_count()
     names = [r["augmentation"] for r in result["results"]]
@@ -32,8 +33,7 @@ def test_benchmark_rows_and_json(converted, tmp_path):
 
 def test_preview_draws_one_row_per_augmentation(converted, tmp_path):
     path = str(tmp_path / "grid.png")
-    assert preview.main(["--data", converted[0], "--resolution", "32", "--out", path, "--augment",
-                         "flip,rotate,cutmix", "--columns", "4"]) == 0
+    preview.write(converted[0], 32, path, ["flip", "rotate", "cutmix"], columns=4, log=lambda *_: None)
     grid = Image.open(path)
     tile = 32 * 2 + 2
     assert grid.size == (110 + 4 * tile, 4 * tile)  # originals + 3 augmentations
@@ -46,10 +46,10 @@ def test_model_card_receptive_field_and_multiply_adds_by_hand():
     y = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(x)  # rf 9
     x = keras.layers.Add()([x, y])
     net = keras.Model(inputs, x)
-    assert model_card.receptive_field(net) == 9
+    assert card.receptive_field(net) == 9
     expected = 16 * 16 * 9 * 3 * 8 + 8 * 8 * 9 * 8 * 8 + 8 * 8 * 9 * 8 * 8
-    assert model_card.multiply_adds(net) == expected
-    text = model_card.card("resnet18", [32, 64])
+    assert card.multiply_adds(net) == expected
+    text = card.card("resnet18", [32, 64])
     assert "12,653,704 parameters" in text and "receptive field 109 px" in text
 
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tools import make_synthetic
+from pipeline import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
@@ -23,13 +23,13 @@ ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BAC
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """8 learnable classes, 40 train and 10 val images each, at 32 and 48 px."""
-    from tools import convert
+    from pipeline import convert
 
     folder = tmp_path_factory.mktemp("train_data")
     source = str(folder / "tiny.zip")
-    make_synthetic.make_zip(source, num_classes=8, train_per_class=40, val_per_class=10, test_images=4, seed=3)
+    synthetic.make_zip(source, num_classes=8, train_per_class=40, val_per_class=10, test_images=4, seed=3)
     out = str(folder / "records")
-    convert.convert(source, out, [32, 48], shards_per_split=4, workers=1, show_progress=False)
+    convert.convert(source, out, [32, 48], convert.ConvertOptions(shards_per_split=4, workers=1, show_progress=False))
     return out
 
 
@@ -220,7 +220,7 @@ def test_a_model_breaking_the_rules_is_refused(records, tmp_path, monkeypatch):
         return keras.Model(inputs, keras.layers.Dense(num_classes, name="classifier")(x))
 
     monkeypatch.setattr(models, "build", dense_model)
-    config = configs.load(config_file(tmp_path, [(32, 1, 32)]))
+    config = configs.read(config_file(tmp_path, [(32, 1, 32)]))
     trainer = Trainer(config, records, str(tmp_path / "bad"), detect("cpu"), log=lambda *_: None)
     with pytest.raises(UserError, match=r"breaks the course rules: ") as refused:
         trainer.fit()
@@ -379,6 +379,7 @@ def test_the_train_step_trains_on_the_policy_applied_with_its_replica_seed():
     import keras
     import tensorflow as tf
 
+    from pipeline import policy as policies
     from pipeline.augment import Policy
     from training.device_augment import augment_in_train_step, replica_seed
 
@@ -394,7 +395,7 @@ def test_the_train_step_trains_on_the_policy_applied_with_its_replica_seed():
 
     net.train_step = recording_step
     policy = "flip:p=1, brightness:p=1, cutout:p=1"
-    augment_in_train_step(net, policy, seed=11, backend="tensorflow")
+    augment_in_train_step(net, policies.parse(policy), seed=11, backend="tensorflow")
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (2, 8, 16, 16, 3)).astype(np.float32)
     labels = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (2, 8))]
@@ -403,7 +404,7 @@ def test_the_train_step_trains_on_the_policy_applied_with_its_replica_seed():
     for step in range(2):
         with tf.distribute.get_strategy().scope():
             seed = tf.distribute.get_strategy().run(lambda s=step: replica_seed(11, tf.constant(s, tf.int64)))
-        expected, _ = Policy(policy)(tf.constant(images[step]), tf.constant(labels[step]), seed)
+        expected, _ = Policy(policies.parse(policy))(tf.constant(images[step]), tf.constant(labels[step]), seed)
         np.testing.assert_allclose(seen[step], expected.numpy(), atol=1e-3)
         assert np.abs(seen[step] - images[step]).mean() > 5  # really augmented
 

@@ -1,4 +1,4 @@
-"""tools.lr_find and tools.analyze under the JAX backend."""
+"""The LR range test and the analysis (tools.lr_find, tools.analyze) under the JAX backend."""
 
 from __future__ import annotations
 
@@ -8,22 +8,23 @@ import numpy as np
 import pytest
 
 import model
-from tools import analyze, convert, lr_find, make_synthetic
+from pipeline import convert, synthetic
+from training import analysis, lr_find
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     folder = tmp_path_factory.mktemp("jax_data")
     source = str(folder / "tiny.zip")
-    make_synthetic.make_zip(source, num_classes=5, train_per_class=40, val_per_class=6, test_images=0, seed=4)
+    synthetic.make_zip(source, num_classes=5, train_per_class=40, val_per_class=6, test_images=0, seed=4)
     out = str(folder / "records")
-    convert.convert(source, out, [32], shards_per_split=2, workers=1, show_progress=False)
+    convert.convert(source, out, [32], convert.ConvertOptions(shards_per_split=2, workers=1, show_progress=False))
     return out
 
 
 def test_lr_find_under_jax(records, tmp_path):
-    result = lr_find.run(records, "resnet_tiny", 32, batch_size=25, start_lr=1e-4, end_lr=10.0, steps=60,
-                         out=str(tmp_path), verbose=0)
+    sweep = lr_find.Sweep(batch_size=25, start_lr=1e-4, end_lr=10.0, steps=60, verbose=0)
+    result = lr_find.run(records, "resnet_tiny", 32, sweep, out=str(tmp_path), log=lambda *_: None)
     smoothed = lr_find.smooth(result["losses"])
     assert result["base_lr"] < result["max_lr"]
     assert min(smoothed) < smoothed[0] - 0.1
@@ -33,7 +34,7 @@ def test_lr_find_under_jax(records, tmp_path):
 def test_analyze_under_jax(records, tmp_path):
     net = model.build("resnet_tiny", 5)
     net.save(str(tmp_path / "best.keras"))
-    result = analyze.analyze(records, str(tmp_path), resolution=32, batch_size=8, hard_count=7, log=lambda *_: None)
+    result = analysis.analyze(records, str(tmp_path), resolution=32, batch_size=8, hard_count=7, log=lambda *_: None)
     assert result["num_examples"] == 30 and 0 <= result["top1"] <= result["top5"] <= 1
     assert len(result["hard_examples"]) == 7
     assert set(result["per_class"]) == {f"n0999{i:04d}" for i in range(5)}

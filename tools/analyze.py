@@ -7,170 +7,24 @@ Loads the run's best model (`best.keras`), evaluates val and writes to `<run-dir
 `confusions.csv` (the most confused class pairs), `most_wrong.png` (the most confidently wrong
 images with true and predicted labels) and `hard_examples.txt` (training images with the highest
 loss, ready for `augment.hard_examples` in a config). Runs under TensorFlow and JAX.
+The work: training/analysis.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import json
 import os
-import posixpath
 import sys
-import tempfile
 
-import numpy as np
-from PIL import Image, ImageDraw
-
-from common import files
 from common.cli import command_line
-from common.errors import UserError
-
-
-def load_model(run_dir: str, name: str = "best.keras"):
-    import keras
-    import tensorflow as tf
-
-    import model.resnet  # noqa: F401  (registers the custom layer for deserialisation)
-    import training.schedules  # noqa: F401  (registers the schedules)
-
-    path = posixpath.join(run_dir, name)
-    if not tf.io.gfile.exists(path):
-        raise UserError(f"{path}: no best model in this run directory (train first, or check --run-dir)")
-    if "://" not in path:
-        return keras.models.load_model(path, compile=False)
-    with tempfile.TemporaryDirectory() as folder:  # Keras reads .keras archives from local paths
-        local = os.path.join(folder, name)
-        tf.io.gfile.copy(path, local)
-        return keras.models.load_model(local, compile=False)
-
-
-def _write(folder: str, name: str, content) -> None:
-    """A text, bytes or PIL image into `folder` (local, Drive or gs://), atomically."""
-    if isinstance(content, Image.Image):
-        buffer = io.BytesIO()
-        content.save(buffer, format="PNG")
-        content = buffer.getvalue()
-    files.write_bytes(posixpath.join(folder, name), content if isinstance(content, bytes) else content.encode())
-
-
-def predict(net, data: str, split: str, resolution: int, batch_size: int, classes):
-    """Probabilities, integer labels, filenames and uint8 images of a whole split, in order."""
-    from pipeline import dataset
-
-    source, info = dataset.build(data, split, resolution, batch_size, training=False, classes=classes,
-                                 with_filenames=True)
-    probabilities, labels, names, images = [], [], [], []
-    for batch_images, batch_labels, batch_names in source:
-        probabilities.append(np.asarray(net.predict_on_batch(batch_images.numpy())))
-        labels.append(batch_labels.numpy().argmax(1))
-        names += [n.decode() for n in batch_names.numpy()]
-        images.append(batch_images.numpy())
-    return np.concatenate(probabilities), np.concatenate(labels), names, np.concatenate(images), info
-
-
-def per_class_accuracy(labels, predictions, num_classes: int):
-    correct = np.bincount(labels, weights=(labels == predictions), minlength=num_classes)
-    counts = np.bincount(labels, minlength=num_classes)
-    return correct / np.maximum(counts, 1), counts
-
-
-def confusions(labels, predictions, top: int = 20):
-    """(true, predicted, count) of the most frequent mistakes."""
-    pairs = {}
-    for truth, guess in zip(labels, predictions):
-        if truth != guess:
-            pairs[(int(truth), int(guess))] = pairs.get((int(truth), int(guess)), 0) + 1
-    return sorted(((t, g, n) for (t, g), n in pairs.items()), key=lambda x: (-x[2], x[0], x[1]))[:top]
-
-
-def wrong_grid(images, labels, probabilities, names, words, count: int = 24, columns: int = 6) -> Image.Image:
-    """The most confidently wrong images, each captioned 'true -> predicted (confidence)'."""
-    predictions = probabilities.argmax(1)
-    wrong = np.flatnonzero(predictions != labels)
-    wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:count]
-    tile, caption = 128, 30
-    rows = max(1, -(-len(wrong) // columns))
-    canvas = Image.new("RGB", (columns * tile, rows * (tile + caption)), "white")
-    draw = ImageDraw.Draw(canvas)
-    for slot, index in enumerate(wrong):
-        x, y = (slot % columns) * tile, (slot // columns) * (tile + caption)
-        canvas.paste(Image.fromarray(images[index]).resize((tile, tile), Image.NEAREST), (x, y))
-        truth = words[labels[index]].split(",")[0][:20]
-        guess = words[predictions[index]].split(",")[0][:20]
-        draw.text((x + 2, y + tile + 1), f"T: {truth}", fill="darkgreen")
-        draw.text((x + 2, y + tile + 14), f"P: {guess} {probabilities[index, predictions[index]]:.0%}", fill="darkred")
-    return canvas
-
-
-def analyze(data: str, run_dir: str, resolution: int = 64, batch_size: int = 256, hard_count: int = 0,
-            classes=None, log=print) -> dict:
-    import tensorflow as tf
-
-
-    run_config = files.read_json(posixpath.join(run_dir, "config.json")) or {}
-    classes = classes if classes is not None else (run_config.get("classes") or None)
-    net = load_model(run_dir)
-    probabilities, labels, names, images, info = predict(net, data, "val", resolution, batch_size, classes)
-    wnids = [c["wnid"] for c in info.classes]
-    words = [c["words"] or c["wnid"] for c in info.classes]
-    predictions = probabilities.argmax(1)
-    top5 = np.argsort(-probabilities, axis=1)[:, :5]
-    summary = {"resolution": resolution, "num_examples": int(labels.size),
-               "top1": float((predictions == labels).mean()),
-               "top5": float(np.mean([label in row for label, row in zip(labels, top5)]))}
-    out = posixpath.join(run_dir, "analysis")
-    tf.io.gfile.makedirs(out)
-    accuracy, counts = per_class_accuracy(labels, predictions, info.num_classes)
-    order = np.argsort(accuracy, kind="stable")
-    table = io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(["rank", "wnid", "words", "accuracy", "count"])
-    for rank, index in enumerate(order, 1):
-        writer.writerow([rank, wnids[index], words[index], f"{accuracy[index]:.4f}", int(counts[index])])
-    _write(out, "per_class.csv", table.getvalue())
-    pairs = confusions(labels, predictions)
-    table = io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(["true_wnid", "true_words", "predicted_wnid", "predicted_words", "count"])
-    for truth, guess, number in pairs:
-        writer.writerow([wnids[truth], words[truth], wnids[guess], words[guess], number])
-    _write(out, "confusions.csv", table.getvalue())
-    _write(out, "most_wrong.png", wrong_grid(images, labels, probabilities, names, words))
-    hard = hard_examples(net, data, resolution, batch_size, classes, hard_count)
-    _write(out, "hard_examples.txt",
-           "# training images with the highest loss (filename<TAB>loss); use as augment.hard_examples\n"
-           + "".join(f"{name}\t{loss:.4f}\n" for name, loss in hard))
-    _write(out, "summary.json", json.dumps(summary, indent=1))
-    log(f"val at {resolution}px: top-1 {summary['top1']:.4f}, top-5 {summary['top5']:.4f} "
-        f"({summary['num_examples']} images)")
-    log("worst classes: " + ", ".join(f"{words[i].split(',')[0]} {accuracy[i]:.0%}" for i in order[:5]))
-    if pairs:
-        log("most confused: " + ", ".join(f"{words[t].split(',')[0]} -> {words[g].split(',')[0]} ({n})"
-                                          for t, g, n in pairs[:5]))
-    log(f"wrote {out}/: summary.json, per_class.csv, confusions.csv, most_wrong.png, hard_examples.txt "
-        f"({len(hard)} images)")
-    return {**summary, "per_class": {wnids[i]: float(accuracy[i]) for i in range(len(wnids))},
-            "confusions": pairs, "hard_examples": hard, "out": out}
-
-
-def hard_examples(net, data: str, resolution: int, batch_size: int, classes, count: int):
-    """The `count` (default: a tenth) training images with the highest cross-entropy under the
-    model, without augmentation: candidates for mislabelled images and for extra weight."""
-    probabilities, labels, names, _, info = predict(net, data, "train", resolution, batch_size, classes)
-    losses = -np.log(np.clip(probabilities[np.arange(labels.size), labels], 1e-12, 1.0))
-    count = count or max(1, labels.size // 10)
-    order = np.argsort(-losses, kind="stable")[:count]
-    return [(names[i], float(losses[i])) for i in order]
+from tools import arguments
 
 
 @command_line
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="the converter's output folder")
+    parser = arguments.parser(__doc__)
+    arguments.data_folder(parser)
     parser.add_argument("--run-dir", required=True, help="a train.py run directory (holds best.keras)")
-    parser.add_argument("--resolution", type=int, default=64)
+    arguments.resolution(parser)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--hard-count", type=int, default=0,
                         help="how many training images to list in hard_examples.txt (default: 10%%)")
@@ -178,10 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend
-    from pipeline import dataset
+    from training import analysis  # after the backend is chosen
 
-    with dataset.naming_corrupt_shards(args.data, args.resolution, ("train", "val")):
-        analyze(args.data, args.run_dir, args.resolution, args.batch_size, args.hard_count)
+    analysis.analyze(args.data, args.run_dir, args.resolution, args.batch_size, args.hard_count)
     return 0
 
 

@@ -1,19 +1,20 @@
-"""Per-epoch bookkeeping: the CSV log, checkpoints (each epoch and on a timer), the best model,
-the curves PNG. Backend-neutral Keras callbacks.
+"""Single-purpose Keras callbacks for a run directory, in the manner of Keras's own `CSVLogger`,
+`BackupAndRestore` and `ModelCheckpoint`; backend-neutral.
 
-Order at the end of an epoch: the CSV row first, then the checkpoint. A run killed between the
-two has a CSV row for an epoch its checkpoint does not hold; `trim_log` removes such rows on
-resume, so every epoch appears exactly once.
+The trainer lists them in this order, which Keras keeps at the end of an epoch:
+`EpochLog` (the CSV row) -> `Checkpoints` (the state moves on, the checkpoint is written) ->
+`BestModel` (best.keras, only for an epoch the checkpoint holds) -> `Curves`. A run killed
+between the CSV row and the checkpoint has a row for an epoch its checkpoint does not hold;
+`trim_log` removes such rows on resume, so every epoch appears exactly once.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
-import math
 import os
-import posixpath
 import tempfile
 import time
 
@@ -21,31 +22,31 @@ import keras
 
 from common import files
 from training import checkpoint
+from training.run_dir import RunDir, TrainingState
 
 COLUMNS = ["epoch", "stage", "resolution", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy",
            "val_top5", "images_per_sec", "seconds"]
-LOG = "log.csv"
 
 
-def read_log(run_dir: str) -> list[dict]:
-    text = files.read_text(posixpath.join(run_dir, LOG))
+def read_log(run: RunDir) -> list[dict]:
+    text = files.read_text(run.log)
     return [] if text is None else list(csv.DictReader(io.StringIO(text)))
 
 
-def _write_rows(run_dir: str, rows: list[dict]) -> None:
+def _write_log(run: RunDir, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    files.write_text(posixpath.join(run_dir, LOG), buffer.getvalue())
+    files.write_text(run.log, buffer.getvalue())
 
 
-def trim_log(run_dir: str, epochs_done: int) -> None:
+def trim_log(run: RunDir, epochs_done: int) -> None:
     """Drop rows of epochs the checkpoint does not hold (killed between the CSV and the checkpoint)."""
-    rows = read_log(run_dir)
+    rows = read_log(run)
     kept = [r for r in rows if int(r["epoch"]) <= epochs_done]
     if len(kept) != len(rows):
-        _write_rows(run_dir, kept)
+        _write_log(run, kept)
 
 
 def global_step(model) -> int:
@@ -53,17 +54,13 @@ def global_step(model) -> int:
     return int(keras.ops.convert_to_numpy(checkpoint.inner_optimizer(model.optimizer).iterations))
 
 
-class EpochEnd(keras.callbacks.Callback):
-    """Logs the epoch, keeps the best model, checkpoints; also checkpoints mid-epoch on a timer."""
+class EpochLog(keras.callbacks.Callback):
+    """One row of log.csv per epoch: stage, resolution, learning rate, metrics, training speed."""
 
-    def __init__(self, run_dir: str, stage: int, resolution: int, batch_size: int, schedule, state: dict,
-                 checkpoint_minutes: float, first_batch: int = 0, plot: bool = True):
+    def __init__(self, run: RunDir, stage: int, resolution: int, batch_size: int, schedule):
         super().__init__()
-        self.run_dir, self.stage, self.resolution, self.batch_size = run_dir, stage, resolution, batch_size
-        self.schedule, self.state, self.plot = schedule, state, plot
-        self.interval = checkpoint_minutes * 60
-        self.first_batch = first_batch  # batches already done in the first epoch (mid-epoch resume)
-        self._last_save = time.monotonic()
+        self.run, self.stage, self.resolution, self.batch_size, self.schedule = (
+            run, stage, resolution, batch_size, schedule)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.monotonic()
@@ -72,57 +69,94 @@ class EpochEnd(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches = batch + 1
-        if self.interval > 0 and time.monotonic() - self._last_save > self.interval:
-            done = self.first_batch + self._batches
-            self._save({**self.state, "batch": done})
 
     def on_test_begin(self, logs=None):
-        if self._train_seconds is None:
+        if self._train_seconds is None:  # training speed without the validation pass
             self._train_seconds = time.monotonic() - self._start
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         seconds = time.monotonic() - self._start
-        train_seconds = self._train_seconds or seconds
         step = global_step(self.model)
         row = {"epoch": epoch + 1, "stage": self.stage + 1, "resolution": self.resolution,
                "lr": f"{float(self.schedule(max(step - 1, 0))):.6g}",
-               "images_per_sec": round(self._batches * self.batch_size / max(train_seconds, 1e-9), 1),
+               "images_per_sec": round(self._batches * self.batch_size / max(self._train_seconds or seconds, 1e-9), 1),
                "seconds": round(seconds, 1)}
         for key in ("loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5"):
             value = logs.get(key)
             row[key] = "" if value is None else f"{float(value):.5f}"
-        val = logs.get("val_accuracy")
-        best = self.state.get("best_val_accuracy", -1.0)
-        improved = val is not None and math.isfinite(float(val)) and float(val) > best
-        self.first_batch = 0
-        self.state = {**self.state, "epoch": epoch + 1, "batch": 0, "global_step": step}
-        if improved:
-            self.state["best_val_accuracy"] = float(val)
-            self.state["best_epoch"] = epoch + 1
-        _write_rows(self.run_dir, read_log(self.run_dir) + [row])
-        self._save(self.state)
-        if improved:  # after the checkpoint: best.keras never holds an epoch the checkpoint does not
-            save_best(self.model, self.run_dir)
-        if self.plot:
-            plot_curves(self.run_dir)
+        _write_log(self.run, read_log(self.run) + [row])
 
-    def _save(self, state):
-        checkpoint.save(self.run_dir, self.model, state)
+
+class Checkpoints(keras.callbacks.Callback):
+    """Moves the training state on at the end of every epoch and checkpoints it with the weights;
+    also checkpoints mid-epoch when `minutes` have passed since the last save (0: never)."""
+
+    def __init__(self, run: RunDir, state: TrainingState, minutes: float, first_batch: int = 0):
+        super().__init__()
+        self.run, self.state = run, state
+        self.interval = minutes * 60
+        self.first_batch = first_batch  # batches already done in the first epoch (mid-epoch resume)
+        self._last_save = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches = batch + 1
+        if self.interval > 0 and time.monotonic() - self._last_save > self.interval:
+            # a copy: the shared state moves on only at the end of the epoch
+            self._save(dataclasses.replace(self.state, batch=self.first_batch + self._batches))
+
+    def on_epoch_end(self, epoch, logs=None):
+        val = (logs or {}).get("val_accuracy")
+        if self.state.improved_by(val):
+            self.state.best_val_accuracy, self.state.best_epoch = float(val), epoch + 1
+        self.first_batch = 0
+        self.state.epoch, self.state.batch, self.state.global_step = epoch + 1, 0, global_step(self.model)
+        self._save(self.state)
+
+    def _save(self, state: TrainingState):
+        checkpoint.save(self.run, self.model, state)
         self._last_save = time.monotonic()
 
 
-def save_best(model, run_dir: str) -> None:
-    """best.keras, replaced atomically. Keras writes .keras archives to local paths only: a local
-    run directory gets the archive under a temporary name inside it; a remote one (gs://) through
-    one fixed local file per run directory, which the next save overwrites even after a kill."""
-    path = posixpath.join(run_dir, "best.keras")
-    if not files.is_remote(run_dir):
-        with files.replacing(path, temporary=posixpath.join(run_dir, "best.partial.keras")) as partial:
+class BestModel(keras.callbacks.Callback):
+    """best.keras after an epoch that set a new best (listed after `Checkpoints`, which records it):
+    best.keras never holds an epoch the checkpoint does not."""
+
+    def __init__(self, run: RunDir, state: TrainingState):
+        super().__init__()
+        self.run, self.state = run, state
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state.best_epoch == epoch + 1:
+            save_model(self.model, self.run.best_model)
+
+
+class Curves(keras.callbacks.Callback):
+    """curves.png redrawn after every epoch (skipped without matplotlib)."""
+
+    def __init__(self, run: RunDir):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch, logs=None):
+        from training.curves import plot_curves
+
+        plot_curves(read_log(self.run), self.run.curves)
+
+
+def save_model(model, path: str) -> None:
+    """A .keras archive, replaced atomically. Keras writes .keras archives to local paths only: a
+    local path gets it under a temporary name beside it; a remote one (gs://) through one fixed
+    local file per destination, which the next save overwrites even after a kill."""
+    if not files.is_remote(path):
+        with files.replacing(path, temporary=path[:-len(".keras")] + ".partial.keras") as partial:
             model.save(partial)  # Keras insists on the .keras suffix
         return
-    digest = hashlib.sha256(run_dir.encode()).hexdigest()[:12]
-    local = posixpath.join(tempfile.gettempdir(), f"tin-best-{digest}.keras")
+    digest = hashlib.sha256(path.encode()).hexdigest()[:12]
+    local = os.path.join(tempfile.gettempdir(), f"tin-model-{digest}.keras")
     try:
         model.save(local)
         with files.replacing(path) as partial:
@@ -130,34 +164,3 @@ def save_best(model, run_dir: str) -> None:
     finally:
         if os.path.exists(local):
             os.remove(local)
-
-
-def plot_curves(run_dir: str) -> bool:
-    """curves.png: loss and accuracy per epoch, train and val, with stage boundaries."""
-    from common import plots
-
-    rows = read_log(run_dir)
-    plt = plots.pyplot("curves.png") if rows else None
-    if plt is None:
-        return False
-    epochs = [int(r["epoch"]) for r in rows]
-
-    def column(name):
-        return [float(r[name]) if r.get(name) not in (None, "") else float("nan") for r in rows]
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(epochs, column("loss"), label="train")
-    left.plot(epochs, column("val_loss"), label="val")
-    left.set_title("loss")
-    right.plot(epochs, column("accuracy"), label="train top-1")
-    right.plot(epochs, column("val_accuracy"), label="val top-1")
-    right.plot(epochs, column("val_top5"), label="val top-5", linestyle="--")
-    right.set_title("accuracy")
-    for axis in (left, right):
-        for previous, row in zip(rows, rows[1:]):
-            if row["stage"] != previous["stage"]:
-                axis.axvline(int(row["epoch"]) - 0.5, color="grey", linewidth=0.8, linestyle=":")
-        axis.set_xlabel("epoch")
-        axis.legend()
-    plots.save(figure, posixpath.join(run_dir, "curves.png"), dpi=90)
-    return True

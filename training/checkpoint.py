@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import io
 import json
-import posixpath
 
 import numpy as np
 
 from common import files
-
-NAME = "checkpoint.npz"
+from common.errors import UserError
+from training.run_dir import RunDir, TrainingState
 
 
 def inner_optimizer(optimizer):
@@ -40,29 +39,28 @@ def loss_scale_variables(optimizer) -> list:
     return [v for v in optimizer.variables if v.path not in own]
 
 
-def save(run_dir: str, model, state: dict) -> None:
+def save(run: RunDir, model, state: TrainingState) -> None:
     optimizer = inner_optimizer(model.optimizer)
     arrays = {f"w{i:05d}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     variables = optimizer.variables
     arrays.update({f"o{i:05d}": _value(v) for i, v in enumerate(variables)})
     scale = loss_scale_variables(model.optimizer)
     arrays.update({f"s{i:05d}": _value(v) for i, v in enumerate(scale)})
-    meta = {**state, "optimizer": type(optimizer).__name__, "optimizer_variables": [v.name for v in variables],
-            "loss_scale_variables": [v.name for v in scale], "weights": [v.path for v in model.weights]}
+    meta = {**state.to_dict(), "optimizer": type(optimizer).__name__,
+            "optimizer_variables": [v.name for v in variables], "loss_scale_variables": [v.name for v in scale],
+            "weights": [v.path for v in model.weights]}
     arrays["state"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    files.gfile().makedirs(run_dir)
-    files.write_bytes(posixpath.join(run_dir, NAME), buffer.getvalue())
-    files.write_json(posixpath.join(run_dir, "state.json"), state)
+    run.make()
+    files.write_bytes(run.checkpoint, buffer.getvalue())
+    files.write_json(run.state, state.to_dict())
 
 
 def _read(path: str) -> dict:
     """Every array of the checkpoint; a UserError naming the file when it cannot be read whole."""
     import zipfile
     import zlib
-
-    from common.errors import UserError
 
     try:
         with files.gfile().GFile(path, "rb") as handle:
@@ -76,19 +74,16 @@ def _read(path: str) -> dict:
                         "to train this run directory from the start") from None
 
 
-def read_state(run_dir: str) -> dict | None:
+def read_state(run: RunDir) -> TrainingState | None:
     """The state stored in the checkpoint, or None when the run directory has none."""
-    path = posixpath.join(run_dir, NAME)
-    if not files.gfile().exists(path):
+    if not files.gfile().exists(run.checkpoint):
         return None
-    return json.loads(_read(path)["state"].tobytes().decode())
+    return TrainingState.from_dict(json.loads(_read(run.checkpoint)["state"].tobytes().decode()))
 
 
-def load(run_dir: str, model) -> dict:
+def restore(run: RunDir, model) -> TrainingState:
     """Restore weights and optimizer variables into a compiled, built model; return the state."""
-    from common.errors import UserError
-
-    path = posixpath.join(run_dir, NAME)
+    path = run.checkpoint
     data = _read(path)
     state = json.loads(data.pop("state").tobytes().decode())
     weights = [data[k] for k in sorted(k for k in data if k.startswith("w"))]
@@ -110,4 +105,4 @@ def load(run_dir: str, model) -> dict:
     for variable in loss_scale_variables(model.optimizer):
         if variable.name in scale:
             variable.assign(scale[variable.name].astype(variable.dtype))
-    return state
+    return TrainingState.from_dict(state)

@@ -51,6 +51,9 @@ class Augment:
     on: str = "host"  # host | device (inside the compiled train step; TensorFlow backend only)
     hard_examples: str = ""  # a file written by tools.analyze
     hard_fraction: float = 0.0
+    # `policy` parsed once by `validate` (pipeline.policy.Augmentation entries): what the pipeline and the
+    # train step run. Derived, so not a key of the file and not in config.json (`to_dict`).
+    steps: tuple = dataclasses.field(default=(), init=False, repr=False, compare=False)
 
 
 @dataclasses.dataclass
@@ -90,6 +93,7 @@ class Config:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("source")
+        data["augment"].pop("steps")  # derived from augment.policy, which is kept as written
         return data
 
 
@@ -121,7 +125,7 @@ def _fill(cls, data: dict, where: str):
     """Build dataclass `cls` from `data`, refusing unknown keys and wrong types."""
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a table, got {data!r}".lstrip(": "))
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # derived fields are no keys
     unknown = sorted(set(data) - set(fields) - {"source"})
     if unknown:
         known = ", ".join(k for k in fields if k != "source")
@@ -192,7 +196,7 @@ def _numbers(data, prefix: str = ""):
             yield name, value
 
 
-def load(path: str | None, overrides: list[str] = ()) -> Config:
+def read(path: str | None, overrides: list[str] = ()) -> Config:
     data: dict = {}
     where = path or "--set"
     if path:
@@ -266,17 +270,18 @@ def validate(config: Config) -> None:
         raise UserError(f"{where}: runtime.cache and runtime.jit_compile take auto, true or false (as strings)")
     if not 0 <= config.label_smoothing < 1:
         raise UserError(f"{where}: label_smoothing must be in [0, 1)")
-    from pipeline import augment
+    from pipeline import policy  # pure Python: no TensorFlow
 
     try:
-        steps = augment.parse_policy(config.augment.policy)
+        steps = policy.parse(config.augment.policy)
     except UserError as error:
         raise UserError(f"{where}: augment.policy: {str(error).split(': ', 1)[-1]}") from None
     if config.augment.on == "device":
-        box_aware = sorted({s.name for s in steps} & augment.BOX_AWARE)
+        box_aware = sorted({s.name for s in steps} & policy.BOX_AWARE)
         if box_aware:
             raise UserError(f"{where}: augment.policy: {box_aware[0]} needs the records' boxes, which do not reach "
                             'the train step with augment.on = "device"; drop it or use augment.on = "host"')
     if len({s.name for s in steps}) < MIN_AUGMENTATIONS:
         raise UserError(f"{where}: augment.policy has {len({s.name for s in steps})} distinct augmentations; the "
                         f"course rule asks for at least {MIN_AUGMENTATIONS}")
+    config.augment.steps = steps

@@ -25,7 +25,9 @@ def replica_seed(seed: int, step):
     return epoch_order.key(seed, epoch_order.AUGMENT_ON_DEVICE, step, replica)
 
 
-def augment_in_train_step(net, policy_spec, seed: int, backend: str) -> None:
+def augment_in_train_step(net, steps: tuple, seed: int, backend: str) -> None:
+    """Make `net`'s train step augment each batch with `steps` (pipeline.policy.parse's result, as
+    `config.augment.steps` holds it) before the forward pass."""
     if backend != "tensorflow":
         raise UserError('augment.on = "device" needs the TensorFlow backend; under JAX keep augment.on = "host" '
                         "(the policy runs in tf.data on the TPU host)")
@@ -34,7 +36,7 @@ def augment_in_train_step(net, policy_spec, seed: int, backend: str) -> None:
     from pipeline.augment import Policy
     from training.checkpoint import inner_optimizer
 
-    policy = Policy(policy_spec)
+    policy = Policy(steps)
     plain_step = net.train_step
 
     def train_step(data):

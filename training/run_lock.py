@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import socket
 import threading
 import time
@@ -20,8 +19,8 @@ import uuid
 
 from common import files
 from common.errors import UserError
+from training.run_dir import RunDir
 
-NAME = "run.lock"
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 120.0
 
@@ -39,7 +38,7 @@ def _process_exists(pid: int) -> bool:
 class RunLock:
     def __init__(self, run_dir: str):
         self.run_dir = run_dir
-        self.path = posixpath.join(run_dir, NAME)
+        self.path = RunDir(run_dir).lock
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
         self._thread = None

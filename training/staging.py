@@ -16,21 +16,19 @@ from pipeline import manifest as manifests
 
 
 def stage(source: str, target: str, resolutions, log=print) -> str:
-    import tensorflow as tf
-
     for resolution in sorted(set(resolutions)):
         manifest = manifests.read(source, resolution)
         folder = manifests.resolution_dir(target, resolution)
-        tf.io.gfile.makedirs(folder)
+        files.gfile().makedirs(folder)
         copied = 0
         for split, info in manifest["splits"].items():
             for shard in info["shards"]:
                 local = posixpath.join(folder, shard["file"])
-                if tf.io.gfile.exists(local) and files.sha256_of(local) == shard["sha256"]:
+                if files.gfile().exists(local) and files.sha256_of(local) == shard["sha256"]:
                     continue
                 with files.replacing(local) as partial:
-                    tf.io.gfile.copy(posixpath.join(manifests.resolution_dir(source, resolution), shard["file"]),
-                                     partial, overwrite=True)
+                    files.gfile().copy(posixpath.join(manifests.resolution_dir(source, resolution), shard["file"]),
+                                       partial, overwrite=True)
                     if files.sha256_of(partial) != shard["sha256"]:
                         raise UserError(f"{local}: copy from {source} does not match the manifest's sha256 ({split})")
                 copied += 1

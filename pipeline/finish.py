@@ -1,0 +1,78 @@
+"""The last stage of the input: a serialised batch -> (images, one-hot labels[, ...]) for the model.
+
+Parse and decode the batch (pipeline/read.py), map labels to a class subset, augment with the
+policy, and hand images on as uint8 (augmented ones rounded back): a quarter of the bytes of
+float32 to copy and to send to the accelerator, where the model's first layer normalises them.
+Normalised float32 is there for users who want it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import tensorflow as tf
+
+from pipeline import read
+from pipeline.augment import Policy
+from pipeline.data_folder import ClassSubset, DataFolder
+
+
+def normalise(images, mean, std):
+    """0..255 float -> zero mean, unit variance per channel (the train split's statistics)."""
+    return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(steps: tuple, num_classes: int, mean_std: tuple | None, jit: bool):
+    """Labels to one-hot, augment, back to uint8 (or normalised float): one compiled function.
+
+    Cached, so that datasets built again (each stage, each evaluation, each test) reuse the XLA
+    compilation instead of paying seconds for it every time.
+    """
+    policy = Policy(steps) if steps else None
+
+    def finish(images, labels, bbox, seed):
+        onehot = tf.one_hot(labels, num_classes, dtype=tf.float32)
+        if policy is not None:
+            images, onehot = policy(images, onehot, seed, bbox)
+            if mean_std is None:
+                images = tf.cast(tf.round(images), tf.uint8)
+        if mean_std is not None:
+            images = normalise(tf.cast(images, tf.float32), *mean_std)
+        return images, onehot
+
+    if policy is not None or mean_std is not None:
+        return tf.function(finish, jit_compile=jit)
+    return finish
+
+
+def batch_finisher(folder: DataFolder, spec, subset: ClassSubset):
+    """`(seed, serialised batch) -> outputs` for `spec` (a dataset.InputSpec): (images, labels),
+    plus the filenames with `with_filenames`, plus sample weights for padded evaluation batches."""
+    steps = spec.policy if spec.is_training else ()
+    mean_std = (tuple(folder.mean), tuple(folder.std)) if spec.normalised else None
+    finish = _compiled(steps, len(subset.keep), mean_std, spec.jit)
+    label_map = None if subset.is_all else tf.constant(subset.label_map(), tf.int64)
+    pad_to = 1 if spec.is_training else spec.pad_to
+
+    def batch_fn(seed, serialized):
+        parsed = read.decode(folder, serialized)
+        labels = parsed["label"] if label_map is None else tf.gather(label_map, parsed["label"])
+        images, onehot = finish(parsed["image"], labels, parsed["bbox"], seed)
+        if pad_to > 1:
+            return _padded(images, onehot, pad_to)
+        return (images, onehot, parsed["filename"]) if spec.with_filenames else (images, onehot)
+
+    return batch_fn
+
+
+def _padded(images, labels, multiple: int):
+    """Pad a (short, last) batch with zero images to a multiple of `multiple`; weight 0 marks them,
+    so that metrics still count every real example exactly once (JAX's DataParallel splits every
+    batch evenly over its devices)."""
+    count = tf.shape(images)[0]
+    extra = (multiple - count % multiple) % multiple
+    images = tf.pad(images, [[0, extra], [0, 0], [0, 0], [0, 0]])
+    labels = tf.pad(labels, [[0, extra], [0, 0]])
+    weights = tf.concat([tf.ones([count]), tf.zeros([extra])], axis=0)
+    return images, labels, weights

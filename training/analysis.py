@@ -1,0 +1,171 @@
+"""After training: what the model gets wrong, and which training images are hardest.
+
+Loads a run's best model (`best.keras`), evaluates val and writes to `<run-dir>/analysis/`:
+`summary.json` (top-1, top-5), `per_class.csv` (accuracy per class, worst first, with words),
+`confusions.csv` (the most confused class pairs), `most_wrong.png` (the most confidently wrong
+images with true and predicted labels) and `hard_examples.txt` (training images with the highest
+loss, ready for `augment.hard_examples` in a config). Library code so that the command line
+(tools/analyze.py), the tests and a notebook analyse the same way; runs under TensorFlow and JAX
+(Keras is imported on first use, after the command line has chosen the backend).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import posixpath
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from common import files
+from common.errors import UserError
+from training.run_dir import RunDir
+
+
+def load_model(run_dir: str):
+    """The run's best model, uncompiled; Keras is imported only once the file is known to be there."""
+    path = RunDir(run_dir).best_model
+    if not files.gfile().exists(path):
+        raise UserError(f"{path}: no best model in this run directory (train first, or check --run-dir)")
+    import keras
+
+    import model.resnet  # noqa: F401  (registers the custom layer for deserialisation)
+    import training.schedules  # noqa: F401  (registers the schedules)
+
+    if not files.is_remote(path):
+        return keras.models.load_model(path, compile=False)
+    with tempfile.TemporaryDirectory() as folder:  # Keras reads .keras archives from local paths
+        local = os.path.join(folder, posixpath.basename(path))
+        files.gfile().copy(path, local)
+        return keras.models.load_model(local, compile=False)
+
+
+def _write(folder: str, name: str, content) -> None:
+    """A text, bytes or PIL image into `folder` (local, Drive or gs://), atomically."""
+    if isinstance(content, Image.Image):
+        buffer = io.BytesIO()
+        content.save(buffer, format="PNG")
+        content = buffer.getvalue()
+    files.write_bytes(posixpath.join(folder, name), content if isinstance(content, bytes) else content.encode())
+
+
+def predict(net, folder, split: str, batch_size: int, classes):
+    """Probabilities, integer labels, filenames and uint8 images of a whole split of a DataFolder,
+    in order."""
+    from pipeline import dataset
+
+    spec = dataset.InputSpec(split, batch_size, training=False, classes=classes, with_filenames=True)
+    source, info = dataset.build(folder, spec)
+    probabilities, labels, names, images = [], [], [], []
+    for batch_images, batch_labels, batch_names in source:
+        probabilities.append(np.asarray(net.predict_on_batch(batch_images.numpy())))
+        labels.append(batch_labels.numpy().argmax(1))
+        names += [n.decode() for n in batch_names.numpy()]
+        images.append(batch_images.numpy())
+    return np.concatenate(probabilities), np.concatenate(labels), names, np.concatenate(images), info
+
+
+def per_class_accuracy(labels, predictions, num_classes: int):
+    correct = np.bincount(labels, weights=(labels == predictions), minlength=num_classes)
+    counts = np.bincount(labels, minlength=num_classes)
+    return correct / np.maximum(counts, 1), counts
+
+
+def confusions(labels, predictions, top: int = 20):
+    """(true, predicted, count) of the most frequent mistakes."""
+    pairs = {}
+    for truth, guess in zip(labels, predictions):
+        if truth != guess:
+            pairs[(int(truth), int(guess))] = pairs.get((int(truth), int(guess)), 0) + 1
+    return sorted(((t, g, n) for (t, g), n in pairs.items()), key=lambda x: (-x[2], x[0], x[1]))[:top]
+
+
+def wrong_grid(images, labels, probabilities, names, words, count: int = 24, columns: int = 6) -> Image.Image:
+    """The most confidently wrong images, each captioned 'true -> predicted (confidence)'."""
+    predictions = probabilities.argmax(1)
+    wrong = np.flatnonzero(predictions != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:count]
+    tile, caption = 128, 30
+    rows = max(1, -(-len(wrong) // columns))
+    canvas = Image.new("RGB", (columns * tile, rows * (tile + caption)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for slot, index in enumerate(wrong):
+        x, y = (slot % columns) * tile, (slot // columns) * (tile + caption)
+        canvas.paste(Image.fromarray(images[index]).resize((tile, tile), Image.NEAREST), (x, y))
+        truth = words[labels[index]].split(",")[0][:20]
+        guess = words[predictions[index]].split(",")[0][:20]
+        draw.text((x + 2, y + tile + 1), f"T: {truth}", fill="darkgreen")
+        draw.text((x + 2, y + tile + 14), f"P: {guess} {probabilities[index, predictions[index]]:.0%}", fill="darkred")
+    return canvas
+
+
+def analyze(data: str, run_dir: str, resolution: int = 64, batch_size: int = 256, hard_count: int = 0,
+            classes=None, log=print) -> dict:
+    """Evaluate the run's best model on val, write the analysis files, print the findings; a
+    corrupt shard is named."""
+    from pipeline.data_folder import DataFolder
+
+    with DataFolder.open(data, resolution).naming_corrupt_shards(("train", "val")) as folder:
+        return _analyze(folder, RunDir(run_dir), batch_size, hard_count, classes, log)
+
+
+def _analyze(folder, run: RunDir, batch_size: int, hard_count: int, classes, log) -> dict:
+    resolution = folder.resolution
+    run_config = files.read_json(run.config) or {}
+    classes = classes if classes is not None else (run_config.get("classes") or None)
+    net = load_model(run.path)
+    probabilities, labels, names, images, info = predict(net, folder, "val", batch_size, classes)
+    wnids = [c["wnid"] for c in info.classes]
+    words = [c["words"] or c["wnid"] for c in info.classes]
+    predictions = probabilities.argmax(1)
+    top5 = np.argsort(-probabilities, axis=1)[:, :5]
+    summary = {"resolution": resolution, "num_examples": int(labels.size),
+               "top1": float((predictions == labels).mean()),
+               "top5": float(np.mean([label in row for label, row in zip(labels, top5)]))}
+    out = run.analysis
+    files.gfile().makedirs(out)
+    accuracy, counts = per_class_accuracy(labels, predictions, info.num_classes)
+    order = np.argsort(accuracy, kind="stable")
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["rank", "wnid", "words", "accuracy", "count"])
+    for rank, index in enumerate(order, 1):
+        writer.writerow([rank, wnids[index], words[index], f"{accuracy[index]:.4f}", int(counts[index])])
+    _write(out, "per_class.csv", table.getvalue())
+    pairs = confusions(labels, predictions)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["true_wnid", "true_words", "predicted_wnid", "predicted_words", "count"])
+    for truth, guess, number in pairs:
+        writer.writerow([wnids[truth], words[truth], wnids[guess], words[guess], number])
+    _write(out, "confusions.csv", table.getvalue())
+    _write(out, "most_wrong.png", wrong_grid(images, labels, probabilities, names, words))
+    hard = hard_examples(net, folder, batch_size, classes, hard_count)
+    _write(out, "hard_examples.txt",
+           "# training images with the highest loss (filename<TAB>loss); use as augment.hard_examples\n"
+           + "".join(f"{name}\t{loss:.4f}\n" for name, loss in hard))
+    _write(out, "summary.json", json.dumps(summary, indent=1))
+    log(f"val at {resolution}px: top-1 {summary['top1']:.4f}, top-5 {summary['top5']:.4f} "
+        f"({summary['num_examples']} images)")
+    log("worst classes: " + ", ".join(f"{words[i].split(',')[0]} {accuracy[i]:.0%}" for i in order[:5]))
+    if pairs:
+        log("most confused: " + ", ".join(f"{words[t].split(',')[0]} -> {words[g].split(',')[0]} ({n})"
+                                          for t, g, n in pairs[:5]))
+    log(f"wrote {out}/: summary.json, per_class.csv, confusions.csv, most_wrong.png, hard_examples.txt "
+        f"({len(hard)} images)")
+    return {**summary, "per_class": {wnids[i]: float(accuracy[i]) for i in range(len(wnids))},
+            "confusions": pairs, "hard_examples": hard, "out": out}
+
+
+def hard_examples(net, folder, batch_size: int, classes, count: int):
+    """The `count` (default: a tenth) training images with the highest cross-entropy under the
+    model, without augmentation: candidates for mislabelled images and for extra weight."""
+    probabilities, labels, names, _, info = predict(net, folder, "train", batch_size, classes)
+    losses = -np.log(np.clip(probabilities[np.arange(labels.size), labels], 1e-12, 1.0))
+    count = count or max(1, labels.size // 10)
+    order = np.argsort(-losses, kind="stable")[:count]
+    return [(names[i], float(losses[i])) for i in order]

@@ -1,0 +1,95 @@
+"""The model a run trains: built from the config, checked against the course's rules, compiled
+with the optimizer and the staged cyclical schedule, under the runtime's precision and strategy."""
+
+from __future__ import annotations
+
+import keras
+
+import model as models
+from common.errors import UserError
+from model import rules
+from pipeline.data_folder import DataFolder
+from training.config import Config
+from training.schedules import StagedCyclicalLearningRate
+from training.strategy import Runtime
+
+TPU_STEPS_PER_EXECUTION = 32  # steps per call into the TPU: amortises the host round trip
+
+
+def make_optimizer(config: Config, schedule):
+    settings = config.optimizer
+    common = {"learning_rate": schedule}
+    if settings.clipnorm:
+        common["clipnorm"] = settings.clipnorm
+    decay = settings.weight_decay or None
+    if settings.name == "sgd":
+        # Keras 3 applies weight_decay decoupled from the gradient (lr * wd * w), as in SGDW.
+        return keras.optimizers.SGD(momentum=settings.momentum, nesterov=settings.nesterov, weight_decay=decay,
+                                    **common)
+    if settings.name == "adam":
+        return keras.optimizers.Adam(**common)
+    return keras.optimizers.AdamW(weight_decay=settings.weight_decay, **common)
+
+
+def run_rules(config: Config, net) -> tuple[list[str], str]:
+    """The course's rules for this model and run: what is broken, and the report to print."""
+    violations, text = rules.report(net)
+    broken = [str(v) for v in violations]
+    names = list(dict.fromkeys(s.name for s in config.augment.steps))
+    lines = [text, f"epochs: {config.total_epochs} in total (limit 500)",
+             f"augmentations: {len(names)} named variants ({', '.join(names)})",
+             f"learning rate: cyclical ({config.schedule.mode}, bonus)",
+             "data: trains on the train split only; test records are never opened; no pretrained weights"]
+    return broken, "\n".join(lines)
+
+
+def schedule_for(config: Config, stages) -> StagedCyclicalLearningRate:
+    """The cyclical learning rate over the stages' steps (one clock across all of them)."""
+    return StagedCyclicalLearningRate(
+        config.schedule.base_lr, config.schedule.max_lr, config.schedule.step_size_epochs,
+        [(s.first_step, s.first_epoch, s.steps_per_epoch) for s in stages], config.schedule.mode,
+        config.schedule.gamma)
+
+
+def build_model(config: Config, runtime: Runtime, folder: DataFolder, num_classes: int, schedule, log=print):
+    """The compiled model, its optimizer built, normalising inputs with the folder's mean and std."""
+    keras.mixed_precision.set_global_policy(runtime.mixed_precision)
+    with runtime.scope():
+        net = models.build(config.model, num_classes, mean=folder.mean, std=folder.std)
+        broken, report = run_rules(config, net)
+        log(report)
+        if broken:
+            raise UserError("the model breaks the course rules: " + "; ".join(broken))
+        settings = config.runtime
+        steps_per_execution = settings.steps_per_execution or (TPU_STEPS_PER_EXECUTION if runtime.kind == "tpu" else 1)
+        jit = {"auto": "auto", "true": True, "false": False}[settings.jit_compile]
+        net.compile(optimizer=make_optimizer(config, schedule),
+                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                    # weighted: evaluation batches padded for JAX's DataParallel carry weight 0
+                    weighted_metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                                      keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+                    steps_per_execution=steps_per_execution, jit_compile=jit)
+        net.optimizer.build(net.trainable_variables)  # a loss-scale wrapper builds its inner optimizer too
+        if runtime.kind == "multiworker":
+            _build_without_a_distributed_batch(net, config.stages[0].resolution, num_classes)
+    if config.augment.on == "device":
+        from training.device_augment import augment_in_train_step
+
+        augment_in_train_step(net, config.augment.steps, config.seed, runtime.backend)
+    return net
+
+
+def _build_without_a_distributed_batch(net, resolution: int, num_classes: int) -> None:
+    """Work around Keras 3 under MultiWorkerMirroredStrategy.
+
+    Before the first step `fit` builds the metrics from the first batch, which it averages with
+    `strategy.reduce("MEAN", batch)`; MultiWorkerMirroredStrategy rejects that nested reduce
+    ("Attempt to convert a value (PerReplica...)"). Building from a dummy batch of the right
+    shapes beforehand and skipping that step gives the same state.
+    """
+    import numpy as np
+
+    images = np.zeros((2, resolution, resolution, 3), np.uint8)
+    labels = np.zeros((2, num_classes), np.float32)
+    net._symbolic_build(data_batch=(images, labels))
+    net._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
