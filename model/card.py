@@ -67,16 +67,35 @@ def multiply_adds(model: keras.Model) -> int:
     return total
 
 
-def card(name: str, resolutions: list[int], num_classes: int = 200) -> str:
-    import model
-    from model import rules
+def card(model, resolutions: list[int], num_classes: int = 200) -> str:
+    """The card of any model setting: a preset name, a table or "file.py:function" (model/custom.py)."""
+    from model import custom, rules
+    from model.resnet import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
 
-    net = model.build(name, num_classes)
-    _, report = rules.report(net)
-    lines = [report, ""]
+    def build(input_shape=(None, None, 3)):
+        return custom.build_any(model, num_classes, TINY_IMAGENET_MEAN, TINY_IMAGENET_STD, input_shape)
+
+    _, report = rules.report(build())
+    lines = [f"model {custom.describe(model)}", report, ""]
     for resolution in resolutions:
-        fixed = model.build(name, num_classes, input_shape=(resolution, resolution, 3))
+        fixed = build((resolution, resolution, 3))
+        if custom.kind_of(model) == "file":
+            # the student's network is one layer of the wrapper: measure inside it, on a graph
+            # rebuilt at this size when it is a functional model
+            fixed = _at_size(fixed.layers[2], resolution)
+        if fixed is None:
+            lines.append(f"{resolution:>3} px: not a functional model: multiply-adds and receptive field not traced")
+            continue
         field = receptive_field(fixed)
         lines.append(f"{resolution:>3} px: {multiply_adds(fixed) / 1e9:6.2f} G multiply-adds per image, "
                      f"receptive field {field} px ({field / resolution:.1f}x the image)")
     return "\n".join(lines)
+
+
+def _at_size(net, resolution: int):
+    """A functional or Sequential model re-traced at a fixed input size (None for a subclassed one,
+    whose graph cannot be traced)."""
+    try:
+        return keras.models.clone_model(net, input_tensors=keras.Input(shape=(resolution, resolution, 3)))
+    except Exception:  # noqa: BLE001 - subclassed models raise several kinds of errors here
+        return None

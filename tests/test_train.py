@@ -203,30 +203,59 @@ def test_configs_breaking_the_epoch_limit_are_refused(records, tmp_path):
     assert not os.path.exists(tmp_path / "r" / "checkpoint.npz")
 
 
-def test_a_model_breaking_the_rules_is_refused(records, tmp_path, monkeypatch):
-    import keras
+RULE_BREAKER = """
+import keras
 
-    import model as models
+
+def build(num_classes):
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2, name="drop")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="classifier")(x))
+"""
+
+
+def test_a_model_breaking_the_rules_is_refused(records, tmp_path):
     from common.errors import UserError
     from training import config as configs
     from training.strategy import detect
     from training.trainer import Trainer
 
-    def dense_model(name, num_classes, **kwargs):
-        inputs = keras.Input((None, None, 3))
-        x = keras.layers.Conv2D(8, 3)(inputs)
-        x = keras.layers.GlobalAveragePooling2D()(x)
-        x = keras.layers.Dropout(0.2, name="drop")(x)
-        return keras.Model(inputs, keras.layers.Dense(num_classes, name="classifier")(x))
-
-    monkeypatch.setattr(models, "build", dense_model)
-    config = configs.read(config_file(tmp_path, [(32, 1, 32)]))
+    student = tmp_path / "breaker.py"
+    student.write_text(RULE_BREAKER)
+    config = configs.read(config_file(tmp_path, [(32, 1, 32)]), [f"model={student}:build"])
     trainer = Trainer(config, records, str(tmp_path / "bad"), detect("cpu"), log=lambda *_: None)
     with pytest.raises(UserError, match=r"breaks the course rules: ") as refused:
         trainer.fit()
     # both breaks are named, each with its layer
     assert "no fully connected layers: classifier" in str(refused.value), refused.value
     assert "no dropout: drop" in str(refused.value), refused.value
+    assert not os.path.exists(tmp_path / "bad" / "checkpoint.npz")
+
+
+def test_an_experiment_trains_a_rule_breaker_and_is_marked_everywhere(records, tmp_path):
+    student = tmp_path / "breaker.py"
+    student.write_text(RULE_BREAKER)
+    run_dir = str(tmp_path / "experiment")
+    config = config_file(tmp_path, [(32, 1, 32)])
+    result = train(records, run_dir, config, "--set", f"model={student}:build", "--set", "rules=experiment")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "EXPERIMENT" in result.stdout and "its output read as logits" in result.stdout, result.stdout
+    final = json.load(open(os.path.join(run_dir, "final.json")))
+    state = json.load(open(os.path.join(run_dir, "state.json")))
+    for record in (final, state):
+        broken = record["rules_broken"]
+        assert any(b.startswith("no dropout: drop") for b in broken), broken
+        assert any(b.startswith("no fully connected layers: classifier") for b in broken), broken
+    # Conv2D 3x3 3->8 with bias, then Dense 8->8 with bias: the student's own parameters, by formula
+    # (the wrapper's normalisation holds the manifest's statistics as constants, not weights)
+    assert final["parameters"] == (3 * 3 * 3 * 8 + 8) + (8 * 8 + 8)
+    # the file is kept in the run directory: a resume from elsewhere still finds the network
+    assert open(os.path.join(run_dir, "model.py")).read() == RULE_BREAKER
+    compliant = train(records, str(tmp_path / "plain"), config, "--stop-after", "1")
+    assert compliant.returncode == 0, compliant.stderr[-3000:]
+    assert json.load(open(tmp_path / "plain" / "state.json"))["rules_broken"] == []
 
 
 def test_resuming_with_another_config_is_refused(records, tmp_path):

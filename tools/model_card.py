@@ -1,6 +1,8 @@
 """Print what the course asks to know about a model before training it.
 
     python -m tools.model_card --model resnet18 --resolution 32,48,64
+    python -m tools.model_card --model examples/student_net.py:build
+    python -m tools.model_card --config configs/own_resnet.toml
 
 Parameters, the rule report, multiply-adds per image at each resolution, and the receptive field
 of the last convolution against the image size (a receptive field much smaller than the image
@@ -19,17 +21,25 @@ from tools import arguments
 @command_line
 def main(argv: list[str] | None = None) -> int:
     import model
-    from model import card
+    from model import card, custom
 
     parser = arguments.parser(__doc__)
-    parser.add_argument("--model", required=True, help=f"a preset: {', '.join(model.PRESETS)}")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help=f"a preset ({', '.join(model.PRESETS)}) or path/to/file.py:function")
+    which.add_argument("--config", help="the model of a config (a preset, a table or a file)")
     parser.add_argument("--resolution", default="32,48,64", help="comma-separated sizes in px")
     parser.add_argument("--classes", type=int, default=200)
     args = parser.parse_args(argv)
-    if args.model not in model.PRESETS:
-        parser.error(f"--model {args.model}: unknown preset (choose from {', '.join(model.PRESETS)})")
+    if args.config:
+        from training import config as configs
+
+        chosen = configs.read(args.config).model
+    else:
+        chosen = args.model
+        if custom.kind_of(chosen) == "preset" and chosen not in model.PRESETS:
+            parser.error(f"--model {chosen}: unknown preset (choose from {', '.join(model.PRESETS)})")
     resolutions = arguments.sizes(parser, "--resolution", args.resolution)
-    print(card.card(args.model, resolutions, args.classes))
+    print(card.card(chosen, resolutions, args.classes))
     return 0
 
 

@@ -68,7 +68,11 @@ class Runtime:
 
 @dataclasses.dataclass
 class Config:
-    model: str = "resnet18"
+    # a preset name, a table describing a ResNet, or "path/to/file.py:function" (model/custom.py)
+    model: typing.Any = "resnet18"
+    # "enforce": a model or run that breaks a course rule is refused before training; "experiment":
+    # it trains anyway, marked as an experiment, with every broken rule listed (rules_broken)
+    rules: str = "enforce"
     stages: list[Stage] = dataclasses.field(default_factory=list)
     optimizer: Optimizer = dataclasses.field(default_factory=Optimizer)
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
@@ -226,13 +230,13 @@ def validate(config: Config) -> None:
     for i, stage in enumerate(config.stages):
         if stage.resolution < 8 or stage.epochs < 1 or stage.batch_size < 1:
             raise UserError(f"{where}: stages[{i}] needs resolution >= 8, epochs >= 1, batch_size >= 1")
-    if config.total_epochs > MAX_EPOCHS:
+    if config.rules not in ("enforce", "experiment"):
+        raise UserError(f"{where}: rules={config.rules!r}: expected enforce or experiment")
+    enforce = config.rules == "enforce"
+    if enforce and config.total_epochs > MAX_EPOCHS:
         raise UserError(f"{where}: {config.total_epochs} epochs in total breaks the course rule of at most "
                         f"{MAX_EPOCHS} epochs")
-    from model.resnet import PRESETS  # keras is imported by now; the backend was fixed by train.py
-
-    if config.model not in PRESETS:
-        raise UserError(f"{where}: model={config.model!r}: unknown preset (choose from {', '.join(PRESETS)})")
+    _check_model(config.model, where)
     if config.optimizer.name not in ("sgd", "adam", "adamw"):
         raise UserError(f"{where}: optimizer.name={config.optimizer.name!r}: expected sgd, adam or adamw")
     if config.schedule.mode not in ("triangular", "triangular2", "exp_range"):
@@ -281,7 +285,27 @@ def validate(config: Config) -> None:
         if box_aware:
             raise UserError(f"{where}: augment.policy: {box_aware[0]} needs the records' boxes, which do not reach "
                             'the train step with augment.on = "device"; drop it or use augment.on = "host"')
-    if len({s.name for s in steps}) < MIN_AUGMENTATIONS:
+    if enforce and len({s.name for s in steps}) < MIN_AUGMENTATIONS:
         raise UserError(f"{where}: augment.policy has {len({s.name for s in steps})} distinct augmentations; the "
                         f"course rule asks for at least {MIN_AUGMENTATIONS}")
     config.augment.steps = steps
+
+
+def _check_model(model, where: str) -> None:
+    """A preset that exists, a table that describes a ResNet, or a "file.py:function" reference (the
+    file itself is looked for when training starts: a resume may use the run directory's copy)."""
+    from model import custom
+
+    try:
+        kind = custom.kind_of(model)
+        if kind == "table":
+            custom.spec_from_table(model)
+        elif kind == "file":
+            custom.FileModel.parse(model)
+        else:
+            from model.resnet import PRESETS  # keras is imported by now; the backend was fixed by train.py
+
+            if model not in PRESETS:
+                raise UserError(f"model={model!r}: unknown preset (choose from {', '.join(PRESETS)})")
+    except UserError as error:
+        raise UserError(f"{where}: {error}") from None

@@ -1,15 +1,21 @@
-"""curves.png: loss and accuracy per epoch, train and val, with the stage boundaries marked."""
+"""curves.png: loss and accuracy per epoch, train and val, with the stage boundaries marked; the
+title says EXPERIMENT when the run's model breaks the course rules."""
 
 from __future__ import annotations
+
+import posixpath
 
 from common import plots
 
 
-def plot_curves(rows: list[dict], path: str) -> bool:
-    """Draw the rows of log.csv; False when there is nothing to draw or no matplotlib."""
+def plot_curves(rows: list[dict], path: str, rules_broken: list[str] | None = None) -> bool:
+    """Draw the rows of log.csv; False when there is nothing to draw or no matplotlib.
+    `rules_broken`: None reads them from the run directory holding `path` (state.json, final.json)."""
     plt = plots.pyplot("curves.png") if rows else None
     if plt is None:
         return False
+    if rules_broken is None:
+        rules_broken = _rules_broken(posixpath.dirname(path))
     epochs = [int(r["epoch"]) for r in rows]
 
     def column(name):
@@ -23,6 +29,9 @@ def plot_curves(rows: list[dict], path: str) -> bool:
     right.plot(epochs, column("val_accuracy"), label="val top-1")
     right.plot(epochs, column("val_top5"), label="val top-5", linestyle="--")
     right.set_title("accuracy")
+    if rules_broken:
+        figure.suptitle("EXPERIMENT (breaks the course rules: " + "; ".join(rules_broken) + ")",
+                        color="firebrick", fontsize=9)
     for axis in (left, right):
         for previous, row in zip(rows, rows[1:]):
             if row["stage"] != previous["stage"]:
@@ -31,3 +40,14 @@ def plot_curves(rows: list[dict], path: str) -> bool:
         axis.legend()
     plots.save(figure, path, dpi=90)
     return True
+
+
+def _rules_broken(folder: str) -> list[str]:
+    """What the run's records say it breaks; [] when they say nothing or cannot be read (yet)."""
+    from common.errors import UserError
+    from training import compare
+
+    try:
+        return compare.rules_broken(folder)
+    except UserError:
+        return []

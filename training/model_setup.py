@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import keras
 
-import model as models
 from common.errors import UserError
-from model import rules
+from model import custom, rules
 from pipeline.data_folder import DataFolder
 from training.config import Config
 from training.schedules import StagedCyclicalLearningRate
@@ -34,12 +33,16 @@ def make_optimizer(config: Config, schedule):
 def run_rules(config: Config, net) -> tuple[list[str], str]:
     """The course's rules for this model and run: what is broken, and the report to print."""
     violations, text = rules.report(net)
-    broken = [str(v) for v in violations]
     names = list(dict.fromkeys(s.name for s in config.augment.steps))
+    violations = [*violations, *rules.run_violations(config.total_epochs, names)]
+    broken = [str(v) for v in violations]
     lines = [text, f"epochs: {config.total_epochs} in total (limit 500)",
              f"augmentations: {len(names)} named variants ({', '.join(names)})",
              f"learning rate: cyclical ({config.schedule.mode}, bonus)",
              "data: trains on the train split only; test records are never opened; no pretrained weights"]
+    if broken and config.rules == "experiment":
+        lines += [f"EXPERIMENT: this run breaks {len(broken)} course rule(s) and is not a submission:",
+                  *(f"  - {b}" for b in broken)]
     return broken, "\n".join(lines)
 
 
@@ -51,15 +54,22 @@ def schedule_for(config: Config, stages) -> StagedCyclicalLearningRate:
         config.schedule.gamma)
 
 
-def build_model(config: Config, runtime: Runtime, folder: DataFolder, num_classes: int, schedule, log=print):
-    """The compiled model, its optimizer built, normalising inputs with the folder's mean and std."""
+def build_model(config: Config, runtime: Runtime, folder: DataFolder, num_classes: int, schedule, log=print,
+                model_file: str | None = None):
+    """The compiled model, its optimizer built, normalising inputs with the folder's mean and std, and
+    the course rules it breaks (refused unless `rules = "experiment"`). `model_file`: the run
+    directory's copy of a student's model file, used when its own path is gone."""
     keras.mixed_precision.set_global_policy(runtime.mixed_precision)
     with runtime.scope():
-        net = models.build(config.model, num_classes, mean=folder.mean, std=folder.std)
+        net = custom.build_any(config.model, num_classes, folder.mean, folder.std, fallback_file=model_file)
+        if hasattr(net, "output_kind"):
+            log(f"model {custom.describe(config.model)}: its output read as {net.output_kind}"
+                + (" (a softmax is added)" if net.output_kind == "logits" else ""))
         broken, report = run_rules(config, net)
         log(report)
-        if broken:
-            raise UserError("the model breaks the course rules: " + "; ".join(broken))
+        if broken and config.rules == "enforce":
+            raise UserError("the model breaks the course rules: " + "; ".join(broken)
+                            + ' (rules = "experiment" trains it anyway, marked as an experiment)')
         settings = config.runtime
         steps_per_execution = settings.steps_per_execution or (TPU_STEPS_PER_EXECUTION if runtime.kind == "tpu" else 1)
         jit = {"auto": "auto", "true": True, "false": False}[settings.jit_compile]
@@ -76,7 +86,7 @@ def build_model(config: Config, runtime: Runtime, folder: DataFolder, num_classe
         from training.device_augment import augment_in_train_step
 
         augment_in_train_step(net, config.augment.steps, config.seed, runtime.backend)
-    return net
+    return net, broken
 
 
 def _build_without_a_distributed_batch(net, resolution: int, num_classes: int) -> None:

@@ -38,6 +38,20 @@ def check(run: RunDir, config: Config) -> tuple[TrainingState | None, dict]:
     return state, changes
 
 
+def keep_model_file(run: RunDir, model) -> None:
+    """A student's model file is copied into the run directory, so that a resume started from
+    another folder (a new Colab runtime) still finds the network it trained."""
+    import os
+
+    from model import custom
+
+    if custom.kind_of(model) == "file":
+        path = custom.FileModel.parse(model).path
+        if os.path.exists(path):
+            with open(path) as handle:
+                files.write_text(run.model_file, handle.read())
+
+
 def record(run: RunDir, config: Config, changes: dict, at_epoch: int, log=print) -> None:
     """Print and keep every accepted change; write config.json (only once the resume works)."""
     if changes:

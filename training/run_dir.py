@@ -9,6 +9,7 @@
     curves.png            loss and accuracy per epoch
     final.json            the final evaluation
     run.lock              which process trains the run now
+    model.py              a copy of the student's model file, when the model is one
     tensorboard/          TensorBoard logs, when tensorboard is installed
     analysis/             what tools.analyze writes
 """
@@ -69,6 +70,11 @@ class RunDir:
         return self._file("tensorboard")
 
     @property
+    def model_file(self) -> str:
+        """A copy of the student's model file (model = "file.py:function"), for resumes elsewhere."""
+        return self._file("model.py")
+
+    @property
     def analysis(self) -> str:
         return self._file("analysis")
 
@@ -92,6 +98,8 @@ class TrainingState:
     global_step: int = 0  # optimizer steps taken
     best_val_accuracy: float | None = None
     best_epoch: int | None = None
+    parameters: int | None = None  # of the model trained
+    rules_broken: list[str] = dataclasses.field(default_factory=list)  # empty unless an experiment
 
     def to_dict(self) -> dict:
         """The record in the checkpoint and state.json; the best fields only once there is a best

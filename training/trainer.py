@@ -17,6 +17,7 @@ import keras
 
 from common import files
 from common.errors import UserError
+from model import custom
 from pipeline import dataset
 from pipeline.data_folder import DataFolder
 from pipeline.dataset import InputSpec
@@ -120,12 +121,13 @@ class Trainer:
     def _fit(self, stop_after: int | None) -> dict | None:
         saved, changes = resume.check(self.run, self.config)
         self.schedule = model_setup.schedule_for(self.config, self.stages)
-        net = model_setup.build_model(self.config, self.runtime, self.stages[-1].folder, self.num_classes,
-                                      self.schedule, self.log)
+        net, broken = model_setup.build_model(self.config, self.runtime, self.stages[-1].folder, self.num_classes,
+                                              self.schedule, self.log, self.run.model_file)
         if saved is not None:
             state = checkpoint.restore(self.run, net)
             state.config = self.config.to_dict()
         resume.record(self.run, self.config, changes, saved.epoch if saved else 0, self.log)
+        resume.keep_model_file(self.run, self.config.model)
         # The log agrees with the checkpoint: rows of epochs it does not hold (a run killed between
         # the two, even before its first checkpoint) are dropped.
         callbacks.trim_log(self.run, saved.epoch if saved else 0)
@@ -135,6 +137,7 @@ class Trainer:
                      + f", global step {callbacks.global_step(net)}")
         else:
             state = TrainingState(self.config.fingerprint(), self.config.to_dict())
+        state.parameters, state.rules_broken = net.count_params(), broken
         total = self.config.total_epochs
         until = min(total, state.epoch + stop_after) if stop_after else total
         for stage in self.stages:
@@ -192,7 +195,8 @@ class Trainer:
                   "val_top5": float(scores["top5"]), "val_loss": float(scores["loss"]),
                   "epochs": state.epoch, "best_val_accuracy": state.best_val_accuracy,
                   "best_epoch": state.best_epoch, "seconds": round(time.monotonic() - started, 1),
-                  "backend": self.runtime.backend}
+                  "backend": self.runtime.backend, "model": custom.describe(self.config.model),
+                  "parameters": state.parameters, "rules_broken": state.rules_broken}
         files.write_json(self.run.final, result)
         self.log(f"final evaluation at {folder.resolution}px: top-1 {result['val_accuracy']:.4f}, "
                  f"top-5 {result['val_top5']:.4f}")
