@@ -106,18 +106,24 @@ class FileModel:
         path = self.path if os.path.exists(self.path) else fallback
         if path is None or not os.path.exists(path):
             raise UserError(f"{self.path}: model file not found")
-        name = "student_model_" + os.path.splitext(os.path.basename(path))[0]
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # Keras finds classes the file registers for (de)serialisation
-        try:
-            spec.loader.exec_module(module)
-        except Exception as error:  # noqa: BLE001 - the student's file: say which and why, in one line
-            raise UserError(f"{path}: cannot import it ({type(error).__name__}: {error})") from None
-        builder = getattr(module, self.function, None)
+        builder = getattr(import_file(path), self.function, None)
         if not callable(builder):
             raise UserError(f"{path}: defines no function {self.function!r}")
         return builder
+
+
+def import_file(path: str):
+    """Import a student's model file as a module (registering any custom layers it defines, which
+    Keras needs to load a saved model of it); a UserError naming the file when it fails."""
+    name = "student_model_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - the student's file: say which and why, in one line
+        raise UserError(f"{path}: cannot import it ({type(error).__name__}: {error})") from None
+    return module
 
 
 def build_any(model, num_classes: int, mean, std, input_shape=(None, None, 3), fallback_file: str | None = None):

@@ -61,6 +61,9 @@ class InputSpec:
     with_filenames: bool = False
     pad_to: int = 1
     jit: bool = True
+    # images resized to this many px after decoding, in the graph (bilinear, antialiased, rounded
+    # back to uint8): e.g. evaluating at 56 px from the 64 px records; None keeps the records' size
+    resize_to: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.policy, tuple) or not all(isinstance(s, policies.Augmentation) for s in self.policy):

@@ -1,9 +1,10 @@
 """The last stage of the input: a serialised batch -> (images, one-hot labels[, ...]) for the model.
 
-Parse and decode the batch (pipeline/read.py), map labels to a class subset, augment with the
-policy, and hand images on as uint8 (augmented ones rounded back): a quarter of the bytes of
-float32 to copy and to send to the accelerator, where the model's first layer normalises them.
-Normalised float32 is there for users who want it.
+Parse and decode the batch (pipeline/read.py), resize it when asked (`InputSpec.resize_to`: e.g.
+evaluating at 56 px from the 64 px records), map labels to a class subset, augment with the
+policy, and hand images on as uint8 (resized and augmented ones rounded back): a quarter of the
+bytes of float32 to copy and to send to the accelerator, where the model's first layer normalises
+them. Normalised float32 is there for users who want it.
 """
 
 from __future__ import annotations
@@ -46,19 +47,30 @@ def _compiled(steps: tuple, num_classes: int, mean_std: tuple | None, jit: bool)
     return finish
 
 
+def resized(images, size: int):
+    """uint8 [B, h, w, 3] -> uint8 [B, size, size, 3]: bilinear with antialiasing (a downscale
+    averages every source pixel instead of sampling a few), rounded and clipped back to 0..255."""
+    scaled = tf.image.resize(images, [size, size], method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
+
+
 def batch_finisher(folder: DataFolder, spec, subset: ClassSubset):
     """`(seed, serialised batch) -> outputs` for `spec` (a dataset.InputSpec): (images, labels),
-    plus the filenames with `with_filenames`, plus sample weights for padded evaluation batches."""
+    plus the filenames with `with_filenames`, plus sample weights for padded evaluation batches.
+    With `spec.resize_to` (other than the records' resolution) the decoded images are resized
+    first, in the graph, so that augmentation and the model see the new size."""
     steps = spec.policy if spec.is_training else ()
     mean_std = (tuple(folder.mean), tuple(folder.std)) if spec.normalised else None
     finish = _compiled(steps, len(subset.keep), mean_std, spec.jit)
     label_map = None if subset.is_all else tf.constant(subset.label_map(), tf.int64)
     pad_to = 1 if spec.is_training else spec.pad_to
+    resize_to = spec.resize_to if spec.resize_to and spec.resize_to != folder.resolution else None
 
     def batch_fn(seed, serialized):
         parsed = read.decode(folder, serialized)
         labels = parsed["label"] if label_map is None else tf.gather(label_map, parsed["label"])
-        images, onehot = finish(parsed["image"], labels, parsed["bbox"], seed)
+        images = parsed["image"] if resize_to is None else resized(parsed["image"], resize_to)
+        images, onehot = finish(images, labels, parsed["bbox"], seed)
         if pad_to > 1:
             return _padded(images, onehot, pad_to)
         return (images, onehot, parsed["filename"]) if spec.with_filenames else (images, onehot)

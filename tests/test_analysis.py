@@ -16,7 +16,7 @@ import tensorflow as tf
 from pipeline import manifest as manifests
 from pipeline import records, statistics
 from pipeline.data_folder import DataFolder
-from tests.conftest import run_tool
+from tests.conftest import build_split, run_tool
 from training import analysis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,8 +87,13 @@ def test_analyze_writes_every_file_and_agrees_with_a_direct_evaluation(converted
     parsed = records.parse_batch(batch)
     images = records.decode_images(parsed["image"], "raw", 32).numpy()
     labels = parsed["label"].numpy()
-    predictions = np.asarray(net.predict(images, verbose=0)).argmax(1)
+    probabilities = np.asarray(net.predict(images, verbose=0))
+    predictions = probabilities.argmax(1)
     assert result["top1"] == pytest.approx((predictions == labels).mean())
+    averaged = (probabilities + np.asarray(net.predict(images[:, :, ::-1], verbose=0))) / 2  # flip TTA
+    assert result["top1_tta"] == pytest.approx((averaged.argmax(1) == labels).mean())
+    assert result["top5_tta"] == pytest.approx(analysis.top_k_accuracy(averaged, labels))
+    assert result["resolution"] == result["records_resolution"] == 32
     with open(os.path.join(folder, "per_class.csv")) as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(info["wnids"])
@@ -104,6 +109,22 @@ def test_analyze_writes_every_file_and_agrees_with_a_direct_evaluation(converted
     assert losses == sorted(losses, reverse=True)
     train_names = set(train_split(out, 32)[3])
     assert {n for n, _ in hard} <= train_names  # hard examples come from train, never val or test
+
+
+@pytest.mark.slow
+def test_analyze_at_an_eval_resolution_resizes_the_nearest_records(converted, trained_run):
+    out = converted[0]
+    result = run_tool("analyze", "--data", out, "--run-dir", trained_run, "--eval-resolution", "56",
+                      "--batch-size", "16", "--hard-count", "5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "val at 56px (from the 64px records)" in result.stdout and "flip TTA" in result.stdout
+    summary = json.load(open(os.path.join(trained_run, "analysis", "summary.json")))
+    assert summary["resolution"] == 56 and summary["records_resolution"] == 64 and summary["num_examples"] == 30
+    assert 0 <= summary["top1_tta"] <= summary["top5_tta"] <= 1 and 0 <= summary["top1"] <= 1
+    resized = np.concatenate([i.numpy() for i, _ in build_split(out, "val", 64, 16, resize_to=56)[0]])
+    labels = np.concatenate([b.numpy().argmax(1) for _, b in build_split(out, "val", 64, 16)[0]])
+    net = analysis.load_model(trained_run)
+    assert summary["top1"] == pytest.approx((np.asarray(net.predict(resized, verbose=0)).argmax(1) == labels).mean())
 
 
 def test_analyze_without_a_run_says_so(converted, tmp_path):

@@ -251,6 +251,7 @@ def test_an_experiment_trains_a_rule_breaker_and_is_marked_everywhere(records, t
     # Conv2D 3x3 3->8 with bias, then Dense 8->8 with bias: the student's own parameters, by formula
     # (the wrapper's normalisation holds the manifest's statistics as constants, not weights)
     assert final["parameters"] == (3 * 3 * 3 * 8 + 8) + (8 * 8 + 8)
+    assert 0 <= final["val_accuracy_tta"] <= final["val_top5_tta"] <= 1  # with flip test-time augmentation
     # the file is kept in the run directory: a resume from elsewhere still finds the network
     assert open(os.path.join(run_dir, "model.py")).read() == RULE_BREAKER
     compliant = train(records, str(tmp_path / "plain"), config, "--stop-after", "1")

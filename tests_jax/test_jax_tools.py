@@ -39,3 +39,4 @@ def test_analyze_under_jax(records, tmp_path):
     assert len(result["hard_examples"]) == 7
     assert set(result["per_class"]) == {f"n0999{i:04d}" for i in range(5)}
     assert np.isclose(np.mean(list(result["per_class"].values())), result["top1"])  # 6 images in every class
+    assert 0 <= result["top1_tta"] <= result["top5_tta"] <= 1 and result["records_resolution"] == 32

@@ -1,10 +1,14 @@
 """After training: what the model gets wrong, and which training images are hardest.
 
 Loads a run's best model (`best.keras`), evaluates val and writes to `<run-dir>/analysis/`:
-`summary.json` (top-1, top-5), `per_class.csv` (accuracy per class, worst first, with words),
+`summary.json` (top-1, top-5, and both with flip test-time augmentation: the average of the
+probabilities of each image and its mirror image), `per_class.csv` (accuracy per class, worst first, with words),
 `confusions.csv` (the most confused class pairs), `most_wrong.png` (the most confidently wrong
 images with true and predicted labels) and `hard_examples.txt` (training images with the highest
-loss, ready for `augment.hard_examples` in a config). Library code so that the command line
+loss, ready for `augment.hard_examples` in a config). With `eval_resolution` N it evaluates at N
+px, resizing on the fly the records of the nearest converted resolution (ties: the larger), and
+computes the hard examples at N px too; otherwise everything is at the records' own resolution.
+Library code so that the command line
 (tools/analyze.py), the tests and a notebook analyse the same way; runs under TensorFlow and JAX
 (Keras is imported on first use, after the command line has chosen the backend).
 """
@@ -12,6 +16,7 @@ loss, ready for `augment.hard_examples` in a config). Library code so that the c
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -34,7 +39,13 @@ def load_model(run_dir: str):
     import keras
 
     import model.resnet  # noqa: F401  (registers the custom layer for deserialisation)
+    import training.evaluation  # noqa: F401  (registers the flip layer)
     import training.schedules  # noqa: F401  (registers the schedules)
+    from model import custom
+
+    copy = RunDir(run_dir).model_file  # a student's model file: its custom layers register on import
+    if os.path.exists(copy):
+        custom.import_file(copy)
 
     if not files.is_remote(path):
         return keras.models.load_model(path, compile=False)
@@ -53,20 +64,51 @@ def _write(folder: str, name: str, content) -> None:
     files.write_bytes(posixpath.join(folder, name), content if isinstance(content, bytes) else content.encode())
 
 
-def predict(net, folder, split: str, batch_size: int, classes):
-    """Probabilities, integer labels, filenames and uint8 images of a whole split of a DataFolder,
-    in order."""
+def nearest_resolution(available, target: int) -> int:
+    """The converted resolution to resize from for `target` px: the nearest, ties to the larger
+    (downscaling loses less than upscaling invents)."""
+    return min(available, key=lambda r: (abs(r - target), -r))
+
+
+@dataclasses.dataclass
+class Predictions:
+    """A whole split, in order: probabilities [N, classes], the flip-averaged ones (with `mirror`,
+    else None), integer labels, filenames, uint8 images as the model saw them, the SplitInfo."""
+
+    probabilities: np.ndarray
+    tta: np.ndarray | None
+    labels: np.ndarray
+    names: list
+    images: np.ndarray
+    info: object
+
+
+def predict(net, folder, split: str, batch_size: int, classes, resize_to: int | None = None,
+            mirror: bool = False) -> Predictions:
+    """The model's predictions on a whole split of a DataFolder (resized to `resize_to` px if
+    given); with `mirror` also on each batch mirrored left-right, averaged with the plain ones."""
     from pipeline import dataset
 
-    spec = dataset.InputSpec(split, batch_size, training=False, classes=classes, with_filenames=True)
+    spec = dataset.InputSpec(split, batch_size, training=False, classes=classes, with_filenames=True,
+                             resize_to=resize_to)
     source, info = dataset.build(folder, spec)
-    probabilities, labels, names, images = [], [], [], []
+    probabilities, tta, labels, names, images = [], [], [], [], []
     for batch_images, batch_labels, batch_names in source:
-        probabilities.append(np.asarray(net.predict_on_batch(batch_images.numpy())))
+        batch = batch_images.numpy()
+        probabilities.append(np.asarray(net.predict_on_batch(batch)))
+        if mirror:  # NHWC: axis 2 is the width
+            flipped = np.asarray(net.predict_on_batch(np.ascontiguousarray(batch[:, :, ::-1])))
+            tta.append((probabilities[-1] + flipped) / 2)
         labels.append(batch_labels.numpy().argmax(1))
         names += [n.decode() for n in batch_names.numpy()]
-        images.append(batch_images.numpy())
-    return np.concatenate(probabilities), np.concatenate(labels), names, np.concatenate(images), info
+        images.append(batch)
+    return Predictions(np.concatenate(probabilities), np.concatenate(tta) if mirror else None,
+                       np.concatenate(labels), names, np.concatenate(images), info)
+
+
+def top_k_accuracy(probabilities, labels, k: int = 5) -> float:
+    top = np.argsort(-probabilities, axis=1)[:, :k]
+    return float(np.mean([label in row for label, row in zip(labels, top)]))
 
 
 def per_class_accuracy(labels, predictions, num_classes: int):
@@ -104,28 +146,33 @@ def wrong_grid(images, labels, probabilities, names, words, count: int = 24, col
 
 
 def analyze(data: str, run_dir: str, resolution: int = 64, batch_size: int = 256, hard_count: int = 0,
-            classes=None, log=print) -> dict:
+            classes=None, log=print, eval_resolution: int | None = None) -> dict:
     """Evaluate the run's best model on val, write the analysis files, print the findings; a
-    corrupt shard is named."""
+    corrupt shard is named. With `eval_resolution` (then `resolution` is not used) the records
+    come from the nearest converted resolution, resized on the fly."""
     from pipeline.data_folder import DataFolder
+    from pipeline.verify import resolutions_in
 
+    if eval_resolution:
+        resolution = nearest_resolution(resolutions_in(data), eval_resolution)
     with DataFolder.open(data, resolution).naming_corrupt_shards(("train", "val")) as folder:
-        return _analyze(folder, RunDir(run_dir), batch_size, hard_count, classes, log)
+        return _analyze(folder, RunDir(run_dir), batch_size, hard_count, classes, log,
+                        eval_resolution or folder.resolution)
 
 
-def _analyze(folder, run: RunDir, batch_size: int, hard_count: int, classes, log) -> dict:
-    resolution = folder.resolution
+def _analyze(folder, run: RunDir, batch_size: int, hard_count: int, classes, log, resolution: int) -> dict:
     run_config = files.read_json(run.config) or {}
     classes = classes if classes is not None else (run_config.get("classes") or None)
     net = load_model(run.path)
-    probabilities, labels, names, images, info = predict(net, folder, "val", batch_size, classes)
+    seen = predict(net, folder, "val", batch_size, classes, resize_to=resolution, mirror=True)
+    probabilities, labels, names, info = seen.probabilities, seen.labels, seen.names, seen.info
     wnids = [c["wnid"] for c in info.classes]
     words = [c["words"] or c["wnid"] for c in info.classes]
     predictions = probabilities.argmax(1)
-    top5 = np.argsort(-probabilities, axis=1)[:, :5]
-    summary = {"resolution": resolution, "num_examples": int(labels.size),
-               "top1": float((predictions == labels).mean()),
-               "top5": float(np.mean([label in row for label, row in zip(labels, top5)]))}
+    summary = {"resolution": resolution, "records_resolution": folder.resolution, "num_examples": int(labels.size),
+               "top1": float((predictions == labels).mean()), "top5": top_k_accuracy(probabilities, labels),
+               "top1_tta": float((seen.tta.argmax(1) == labels).mean()), "top5_tta": top_k_accuracy(seen.tta, labels),
+               "rules_broken": (files.read_json(run.state) or {}).get("rules_broken", [])}
     out = run.analysis
     files.gfile().makedirs(out)
     accuracy, counts = per_class_accuracy(labels, predictions, info.num_classes)
@@ -143,14 +190,18 @@ def _analyze(folder, run: RunDir, batch_size: int, hard_count: int, classes, log
     for truth, guess, number in pairs:
         writer.writerow([wnids[truth], words[truth], wnids[guess], words[guess], number])
     _write(out, "confusions.csv", table.getvalue())
-    _write(out, "most_wrong.png", wrong_grid(images, labels, probabilities, names, words))
-    hard = hard_examples(net, folder, batch_size, classes, hard_count)
+    _write(out, "most_wrong.png", wrong_grid(seen.images, labels, probabilities, names, words))
+    hard = hard_examples(net, folder, batch_size, classes, hard_count, resize_to=resolution)
     _write(out, "hard_examples.txt",
            "# training images with the highest loss (filename<TAB>loss); use as augment.hard_examples\n"
            + "".join(f"{name}\t{loss:.4f}\n" for name, loss in hard))
     _write(out, "summary.json", json.dumps(summary, indent=1))
-    log(f"val at {resolution}px: top-1 {summary['top1']:.4f}, top-5 {summary['top5']:.4f} "
-        f"({summary['num_examples']} images)")
+    log(f"val at {resolution}px (from the {folder.resolution}px records): top-1 {summary['top1']:.4f}, "
+        f"top-5 {summary['top5']:.4f}; with flip TTA top-1 {summary['top1_tta']:.4f}, "
+        f"top-5 {summary['top5_tta']:.4f} ({summary['num_examples']} images)")
+    if summary["rules_broken"]:
+        log(f"EXPERIMENT: this run breaks {len(summary['rules_broken'])} course rule(s): "
+            + "; ".join(summary["rules_broken"]))
     log("worst classes: " + ", ".join(f"{words[i].split(',')[0]} {accuracy[i]:.0%}" for i in order[:5]))
     if pairs:
         log("most confused: " + ", ".join(f"{words[t].split(',')[0]} -> {words[g].split(',')[0]} ({n})"
@@ -161,11 +212,13 @@ def _analyze(folder, run: RunDir, batch_size: int, hard_count: int, classes, log
             "confusions": pairs, "hard_examples": hard, "out": out}
 
 
-def hard_examples(net, folder, batch_size: int, classes, count: int):
+def hard_examples(net, folder, batch_size: int, classes, count: int, resize_to: int | None = None):
     """The `count` (default: a tenth) training images with the highest cross-entropy under the
-    model, without augmentation: candidates for mislabelled images and for extra weight."""
-    probabilities, labels, names, _, info = predict(net, folder, "train", batch_size, classes)
-    losses = -np.log(np.clip(probabilities[np.arange(labels.size), labels], 1e-12, 1.0))
+    model, without augmentation (and without flip TTA), at the records' resolution or resized to
+    `resize_to` px: candidates for mislabelled images and for extra weight."""
+    seen = predict(net, folder, "train", batch_size, classes, resize_to=resize_to)
+    labels, names = seen.labels, seen.names
+    losses = -np.log(np.clip(seen.probabilities[np.arange(labels.size), labels], 1e-12, 1.0))
     count = count or max(1, labels.size // 10)
     order = np.argsort(-losses, kind="stable")[:count]
     return [(names[i], float(losses[i])) for i in order]

@@ -21,7 +21,7 @@ from model import custom
 from pipeline import dataset
 from pipeline.data_folder import DataFolder
 from pipeline.dataset import InputSpec
-from training import callbacks, checkpoint, model_setup, resume
+from training import callbacks, checkpoint, evaluation, model_setup, resume
 from training.config import Config
 from training.run_dir import RunDir, TrainingState
 from training.run_lock import RunLock, lock_guard
@@ -191,13 +191,17 @@ class Trainer:
         with folder.naming_corrupt_shards():
             val = self.runtime.distribute(lambda context: dataset.build(folder, spec, context)[0])
             scores = net.evaluate(val, verbose=0, return_dict=True)
+            # and with each image averaged with its mirror (flip test-time augmentation)
+            flips = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing)
         result = {"resolution": folder.resolution, "val_accuracy": float(scores["accuracy"]),
                   "val_top5": float(scores["top5"]), "val_loss": float(scores["loss"]),
+                  "val_accuracy_tta": float(flips["accuracy_tta"]), "val_top5_tta": float(flips["top5_tta"]),
                   "epochs": state.epoch, "best_val_accuracy": state.best_val_accuracy,
                   "best_epoch": state.best_epoch, "seconds": round(time.monotonic() - started, 1),
                   "backend": self.runtime.backend, "model": custom.describe(self.config.model),
                   "parameters": state.parameters, "rules_broken": state.rules_broken}
         files.write_json(self.run.final, result)
         self.log(f"final evaluation at {folder.resolution}px: top-1 {result['val_accuracy']:.4f}, "
-                 f"top-5 {result['val_top5']:.4f}")
+                 f"top-5 {result['val_top5']:.4f}; with flips top-1 {result['val_accuracy_tta']:.4f}, "
+                 f"top-5 {result['val_top5_tta']:.4f}" + (" (EXPERIMENT)" if state.rules_broken else ""))
         return result
