@@ -5,7 +5,9 @@ conversion. Planning (which classes, which entries, which shard) is pure and det
 per-image work runs in worker processes that import no TensorFlow (they start in a fraction of a
 second and die with their parent); shards are written by the main process under a temporary name
 and recorded one by one in the manifest journal (`pipeline.manifest.ResolutionOutput`), so a rerun
-resumes. Output paths go through `tf.io.gfile`: a Drive folder and a `gs://` bucket work the same.
+resumes. Once a folder's manifest is complete, the metadata TensorFlow Datasets needs to open it is
+written beside it (pipeline/tfds_metadata.py). Output paths go through `tf.io.gfile`: a Drive folder
+and a `gs://` bucket work the same.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from common import files
 from common.errors import UserError
-from pipeline import imaging
+from pipeline import imaging, tfds_metadata
 from pipeline import manifest as manifests
 from pipeline.tiny_imagenet import Entry, Source, open_source
 
@@ -201,7 +203,11 @@ def convert(source_location: str, out: str, resolutions: list[int],
     for output in outputs.values():
         output.open()
     _write_shards(source, plan, {w: i for i, w in enumerate(wnids)}, outputs, options)
-    return {r: o.finish() for r, o in outputs.items()}
+    results = {}
+    for r, output in outputs.items():
+        results[r] = output.finish()
+        tfds_metadata.write(output.folder, results[r])  # only beside a complete manifest
+    return results
 
 
 def _write_shards(source: Source, plan: dict[str, list[list[Entry]]], labels: dict[str, int],

@@ -5,7 +5,8 @@
     filename  bytes   the source file name, for error analysis and leak checks
     bbox      float   4 values in [0, 1]: xmin, ymin, xmax, ymax of the object
 
-Shard names follow the TFDS habit: `train-00003-of-00016.tfrecord`.
+Shard names: `train-00003-of-00016.tfrecord`. TFDS's default is `<name>-train.tfrecord-00003-of-00016`;
+pipeline/tfds_metadata.py names our template to TFDS, so that it opens the shards as they are.
 """
 
 from __future__ import annotations
