@@ -8,8 +8,12 @@ import argparse
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
-    """A parser described by the first line of the tool's docstring."""
-    return argparse.ArgumentParser(description=doc.split("\n")[0])
+    """A parser described by the first line of the tool's docstring, with --verbose (read before any
+    import by tools/__init__.py, see common/quiet.py; argparse only accepts it)."""
+    made = argparse.ArgumentParser(description=doc.split("\n")[0])
+    made.add_argument("--verbose", action="store_true",
+                      help="show TensorFlow's and JAX's start-up notices (hidden by default; also TIN_VERBOSE=1)")
+    return made
 
 
 def data_parser(doc: str, default_resolution: int = 64) -> argparse.ArgumentParser:
