@@ -12,8 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common import quiet
+
+if __name__ == "__main__":  # before TensorFlow or JAX is imported: their start-up notices hidden
+    quiet.start()
+
 
 def parse(argv):
+    from training.processes import DEFAULT_TIMEOUT
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="the converter's output folder (local, Drive or gs://)")
     parser.add_argument("--run-dir", required=True, help="checkpoints, logs and curves go here (use Drive)")
@@ -28,6 +35,16 @@ def parse(argv):
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="train N more epochs, checkpoint and stop (fits a Colab session; run again to continue)")
     parser.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's and JAX's start-up notices (hidden by default; also TIN_VERBOSE=1)")
+    hosts = parser.add_argument_group("several hosts under JAX (one process per host, the same command on each)")
+    hosts.add_argument("--multihost", action="store_true",
+                       help="let JAX find the other processes (Cloud TPU slices, SLURM, Open MPI)")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (or JAX_COORDINATOR_ADDRESS)")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="processes in all (or JAX_NUM_PROCESSES)")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1 (or JAX_PROCESS_ID)")
+    hosts.add_argument("--rendezvous-timeout", type=int, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                       help=f"how long the processes wait for each other (default {DEFAULT_TIMEOUT})")
     args = parser.parse_args(argv)
     if args.stop_after is not None and args.stop_after < 1:
         parser.error("--stop-after: must be at least 1 epoch")

@@ -60,6 +60,10 @@ class InputSpec:
     normalised: bool = False
     with_filenames: bool = False
     pad_to: int = 1
+    # evaluation: every batch exactly the per-pipeline batch and every input pipeline as many
+    # batches (the most any needs), weight-0 rows filling up: JAX over several processes needs one
+    # shape and one step count in every process
+    same_batches: bool = False
     jit: bool = True
     # images resized to this many px after decoding, in the graph (bilinear, antialiased, rounded
     # back to uint8): e.g. evaluating at 56 px from the 64 px records; None keeps the records' size
@@ -131,6 +135,10 @@ def _layout(folder: DataFolder, spec: InputSpec, context: tf.distribute.InputCon
                             f"{batch_size}")
         steps = spec.steps_per_epoch or count // (batch_size * replicas)
         return _Layout(share, subset, count, batch_size, replicas, steps)
+    if spec.same_batches:
+        most = max(read.share_count(folder, spec.split, read.Share(share.pipelines, i), subset)
+                   for i in range(share.pipelines))
+        return _Layout(share, subset, count, batch_size, 1, max(1, -(-most // batch_size)))
     batch_size = _even_eval_batch(count, batch_size, replicas)
     if spec.pad_to > 1:
         batch_size = max(spec.pad_to, batch_size // spec.pad_to * spec.pad_to)
@@ -150,7 +158,7 @@ def build(folder: DataFolder, spec: InputSpec,
     records = read.in_order(folder, spec.split, layout.share, layout.subset)
     if spec.cache:
         records = records.cache()
-    finish = batch_finisher(folder, spec, layout.subset)
+    finish = batch_finisher(folder, spec, layout.subset, layout.batch_size)
     info = SplitInfo(layout.num_examples, layout.batch_size, layout.steps, len(layout.subset.keep), folder.mean,
                      folder.std, [folder.classes[i] for i in layout.subset.keep], folder)
     if spec.is_training:
@@ -163,7 +171,11 @@ def build(folder: DataFolder, spec: InputSpec,
 def _evaluation_batches(records: tf.data.Dataset, spec: InputSpec, layout: _Layout) -> tf.data.Dataset:
     """(seed, serialised batch): one pass in file order; a known length spares Keras a trip into
     the end of the data ("input ran out" warnings)."""
-    batches = records.batch(layout.batch_size).apply(tf.data.experimental.assert_cardinality(layout.steps))
+    batches = records.batch(layout.batch_size)
+    if spec.same_batches:  # empty batches (filled with weight-0 rows later) up to the common count
+        own = -(-layout.num_examples // layout.batch_size)
+        batches = batches.concatenate(tf.data.Dataset.from_tensors(tf.zeros([0], tf.string)).repeat(layout.steps - own))
+    batches = batches.apply(tf.data.experimental.assert_cardinality(layout.steps))
     return batches.enumerate().map(lambda i, serialized: (tf.stack([tf.cast(spec.seed, tf.int64), i]), serialized))
 
 

@@ -54,7 +54,7 @@ def resized(images, size: int):
     return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
 
 
-def batch_finisher(folder: DataFolder, spec, subset: ClassSubset):
+def batch_finisher(folder: DataFolder, spec, subset: ClassSubset, batch_size: int = 0):
     """`(seed, serialised batch) -> outputs` for `spec` (a dataset.InputSpec): (images, labels),
     plus the filenames with `with_filenames`, plus sample weights for padded evaluation batches.
     With `spec.resize_to` (other than the records' resolution) the decoded images are resized
@@ -64,6 +64,7 @@ def batch_finisher(folder: DataFolder, spec, subset: ClassSubset):
     finish = _compiled(steps, len(subset.keep), mean_std, spec.jit)
     label_map = None if subset.is_all else tf.constant(subset.label_map(), tf.int64)
     pad_to = 1 if spec.is_training else spec.pad_to
+    fill_to = batch_size if spec.same_batches and not spec.is_training else 0
     resize_to = spec.resize_to if spec.resize_to and spec.resize_to != folder.resolution else None
 
     def batch_fn(seed, serialized):
@@ -71,19 +72,19 @@ def batch_finisher(folder: DataFolder, spec, subset: ClassSubset):
         labels = parsed["label"] if label_map is None else tf.gather(label_map, parsed["label"])
         images = parsed["image"] if resize_to is None else resized(parsed["image"], resize_to)
         images, onehot = finish(images, labels, parsed["bbox"], seed)
-        if pad_to > 1:
-            return _padded(images, onehot, pad_to)
+        if pad_to > 1 or fill_to:
+            return _padded(images, onehot, 1 if fill_to else pad_to, fill_to)
         return (images, onehot, parsed["filename"]) if spec.with_filenames else (images, onehot)
 
     return batch_fn
 
 
-def _padded(images, labels, multiple: int):
-    """Pad a (short, last) batch with zero images to a multiple of `multiple`; weight 0 marks them,
-    so that metrics still count every real example exactly once (JAX's DataParallel splits every
-    batch evenly over its devices)."""
+def _padded(images, labels, multiple: int, at_least: int = 0):
+    """Pad a (short, last) batch with zero images to a multiple of `multiple` (and to `at_least`
+    rows); weight 0 marks them, so that metrics still count every real example exactly once (JAX's
+    DataParallel splits every batch evenly over its devices)."""
     count = tf.shape(images)[0]
-    extra = (multiple - count % multiple) % multiple
+    extra = tf.maximum((multiple - count % multiple) % multiple, at_least - count)
     images = tf.pad(images, [[0, extra], [0, 0], [0, 0], [0, 0]])
     labels = tf.pad(labels, [[0, extra], [0, 0]])
     weights = tf.concat([tf.ones([count]), tf.zeros([extra])], axis=0)

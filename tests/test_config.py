@@ -39,7 +39,7 @@ STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
 @pytest.mark.parametrize("text,message", [
     ("optimiser = 1\n" + STAGE, r"c.toml: unknown key 'optimiser'"),
     ("[optimizer]\nmomentun = 0.9\n" + STAGE, r"c.toml: optimizer: unknown key 'momentun'"),
-    ("model = 3\n" + STAGE, r"model: expected str, got 3"),
+    ("model = 3\n" + STAGE, r"model=3: expected a preset name, a table or \"path/to/file.py:function\""),
     ("", r"c.toml: no \[\[stages\]\]"),
     ("[[stages]]\nresolution = 32\nepochs = 300\nbatch_size = 16\n[[stages]]\nresolution = 64\nepochs = 201\n"
      "batch_size = 16\n", r"501 epochs in total breaks the course rule of at most 500 epochs"),

@@ -173,6 +173,27 @@ def test_bad_requests_are_named(converted):
         build_split(converted[0], "holdout", 32, 16)
 
 
+def test_same_batches_give_every_pipeline_one_shape_and_one_count(converted):
+    """JAX over several processes: 30 val examples in 3 shards read by 2 pipelines (20 and 10
+    examples) at 4 a batch: each yields ceil(20 / 4) = 5 batches of exactly 4 rows, its real
+    examples first and in order, the rest weight 0."""
+    import tensorflow as tf
+
+    shown = []
+    for index, own in ((0, 20), (1, 10)):
+        context = tf.distribute.InputContext(2, index, 2)
+        batches = collect(build_split(converted[0], "val", 32, 8, context, same_batches=True)[0])
+        assert [len(b[0]) for b in batches] == [4] * 5
+        weights = np.concatenate([b[2] for b in batches])
+        assert weights.tolist() == [1.0] * own + [0.0] * (20 - own)
+        images = np.concatenate([b[0] for b in batches])[:own]
+        plain = np.concatenate([b[0] for b in collect(build_split(converted[0], "val", 32, 8, context)[0])])
+        np.testing.assert_array_equal(images, plain)
+        assert not np.concatenate([b[0] for b in batches])[own:].any()
+        shown.append(own)
+    assert sum(shown) == 30
+
+
 def test_padded_evaluation_batches_count_every_real_example_once(converted):
     import keras
 

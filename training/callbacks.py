@@ -10,6 +10,7 @@ between the CSV row and the checkpoint has a row for an epoch its checkpoint doe
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -90,11 +91,12 @@ class EpochLog(keras.callbacks.Callback):
 
 class Checkpoints(keras.callbacks.Callback):
     """Moves the training state on at the end of every epoch and checkpoints it with the weights;
-    also checkpoints mid-epoch when `minutes` have passed since the last save (0: never)."""
+    also checkpoints mid-epoch when `minutes` have passed since the last save (0: never).
+    `save=False` (a JAX process other than 0): the state moves on, nothing is written."""
 
-    def __init__(self, run: RunDir, state: TrainingState, minutes: float, first_batch: int = 0):
+    def __init__(self, run: RunDir, state: TrainingState, minutes: float, first_batch: int = 0, save: bool = True):
         super().__init__()
-        self.run, self.state = run, state
+        self.run, self.state, self.save = run, state, save
         self.interval = minutes * 60
         self.first_batch = first_batch  # batches already done in the first epoch (mid-epoch resume)
         self._last_save = time.monotonic()
@@ -117,7 +119,8 @@ class Checkpoints(keras.callbacks.Callback):
         self._save(self.state)
 
     def _save(self, state: TrainingState):
-        checkpoint.save(self.run, self.model, state)
+        if self.save:
+            checkpoint.save(self.run, self.model, state)
         self._last_save = time.monotonic()
 
 
@@ -147,18 +150,37 @@ class Curves(keras.callbacks.Callback):
         plot_curves(read_log(self.run), self.run.curves)
 
 
+@contextlib.contextmanager
+def _without_distribution():
+    """Keras's saving builds a throwaway optimizer to learn its attributes; under JAX over several
+    processes a variable created with the distribution's layout is a collective (every process must
+    create it), which one process saving alone would wait for forever. Outside the distribution it
+    is an ordinary local array; the saved values are the replicated weights either way."""
+    current = keras.distribution.distribution()
+    if current is None:
+        yield
+        return
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
+
+
 def save_model(model, path: str) -> None:
     """A .keras archive, replaced atomically. Keras writes .keras archives to local paths only: a
     local path gets it under a temporary name beside it; a remote one (gs://) through one fixed
     local file per destination, which the next save overwrites even after a kill."""
     if not files.is_remote(path):
         with files.replacing(path, temporary=path[:-len(".keras")] + ".partial.keras") as partial:
-            model.save(partial)  # Keras insists on the .keras suffix
+            with _without_distribution():
+                model.save(partial)  # Keras insists on the .keras suffix
         return
     digest = hashlib.sha256(path.encode()).hexdigest()[:12]
     local = os.path.join(tempfile.gettempdir(), f"tin-model-{digest}.keras")
     try:
-        model.save(local)
+        with _without_distribution():
+            model.save(local)
         with files.replacing(path) as partial:
             files.gfile().copy(local, partial, overwrite=True)
     finally:

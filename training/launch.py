@@ -7,8 +7,10 @@ heavy and `train` imports Keras only after KERAS_BACKEND is set.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 
 
@@ -35,21 +37,54 @@ def set_backend(requested: str) -> str:
     return backend
 
 
+def start_jax(args):
+    """Before JAX's first computation: the CPU split into devices (--cpu-replicas), then, when this
+    is one of several processes, the rendezvous with the others (training/processes.py). Returns
+    the set-up (None for one process alone)."""
+    import jax
+
+    from training import processes
+
+    process_setup = processes.setup(args.coordinator, args.num_processes, args.process_id, args.multihost,
+                                    args.rendezvous_timeout)
+    if args.cpu_replicas > 1:
+        jax.config.update("jax_num_cpu_devices", args.cpu_replicas)
+    if process_setup is not None:
+        processes.join(process_setup)
+    return process_setup
+
+
 def train(args, backend: str) -> int:
     """Run train.py's arguments: config, runtime, optional staging, then train to the end (or
     `--stop-after` epochs)."""
+    from training import config as configs
+
+    config = configs.read(args.config, args.set)  # a config error ends this process before the rendezvous
+    process_setup = None
+    if backend == "jax":
+        process_setup = start_jax(args)
+    elif args.coordinator or args.num_processes or args.process_id is not None or args.multihost:
+        from common.errors import UserError
+
+        raise UserError("--coordinator/--num-processes/--process-id/--multihost start JAX processes: add "
+                        "--backend jax (TensorFlow's workers use --strategy multiworker and TF_CONFIG)")
     import keras
     import tensorflow as tf
 
-    from training import config as configs
+    from training import processes
     from training.strategy import detect
     from training.trainer import Trainer
 
     if backend == "jax":
         tf.config.set_visible_devices([], "GPU")  # TensorFlow only runs tf.data: leave the GPU to JAX
-    config = configs.read(args.config, args.set)
     runtime = detect(args.strategy, backend, args.cpu_replicas, config.runtime.mixed_precision)
-    print(runtime.describe(), flush=True)
+    if runtime.processes > 1:
+        settings = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+        told = process_setup.num_processes if process_setup and process_setup.num_processes else runtime.processes
+        processes.agree({"processes": told, "config": int(settings[:7], 16)},
+                        {"processes": "--num-processes", "config": "the config (--config and --set)"})
+    log = (lambda line: print(line, flush=True)) if runtime.is_chief else (lambda line: None)
+    log(runtime.describe())
     if config.runtime.deterministic and backend == "tensorflow":
         tf.config.experimental.enable_op_determinism()  # reproducible to the last bit, slower
     data = args.data
@@ -59,7 +94,7 @@ def train(args, backend: str) -> int:
         needed = {s.resolution for s in config.stages} | {config.final_resolution or 0}
         data = stage(args.data, args.stage_data, sorted(r for r in needed if r))
     keras.utils.set_random_seed(config.seed)
-    trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet else 1,
-                      log=lambda line: print(line, flush=True))
+    trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet or not runtime.is_chief else 1,
+                      log=log)
     trainer.fit(args.stop_after)
     return 0

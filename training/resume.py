@@ -19,10 +19,12 @@ from training.config import Config
 from training.run_dir import RunDir, TrainingState
 
 
-def check(run: RunDir, config: Config) -> tuple[TrainingState | None, dict]:
+def check(run: RunDir, config: Config, make: bool = True) -> tuple[TrainingState | None, dict]:
     """The checkpoint's state (None for a new run) and the accepted changes {key: (old, new)},
-    after refusing a resume whose config changes what the checkpoint depends on."""
-    run.make()
+    after refusing a resume whose config changes what the checkpoint depends on. `make`: create
+    the run directory (not by a process that only reads it)."""
+    if make:
+        run.make()
     state = checkpoint.read_state(run)
     if state is None:
         return None, {}

@@ -1,9 +1,11 @@
 """Find the accelerator and set up data parallelism, under TensorFlow or JAX.
 
 TensorFlow: a TPU (TPUStrategy), else every GPU (MirroredStrategy), else the default strategy on
-one device; `multiworker` reads TF_CONFIG (MultiWorkerMirroredStrategy). JAX: every local device
-through `keras.distribution.DataParallel`. Batch sizes in configs are global; each replica gets
-its share through `distribute_datasets_from_function` (TensorFlow) or by Keras's sharding (JAX).
+one device; `multiworker` reads TF_CONFIG (MultiWorkerMirroredStrategy). JAX: every device of
+every process (training/processes.py joins them) through `keras.distribution.DataParallel`.
+Batch sizes in configs are global; each replica gets its share through
+`distribute_datasets_from_function` (TensorFlow); under JAX each process reads its own shards at
+its share of the global batch, which Keras splits over the process's devices.
 Mixed precision: bfloat16 on TPU, float16 on GPU, float32 on CPU.
 """
 
@@ -30,13 +32,18 @@ class Runtime:
     devices: list[str]
     mixed_precision: str
     strategy: object = None  # tf.distribute.Strategy under TensorFlow
-    worker_index: int = 0
+    worker_index: int = 0  # this worker (TensorFlow) or process (JAX); 0 is the chief
+    processes: int = 1  # JAX processes (hosts) training together
 
     def scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def distribute(self, make: Callable):
         """`make(input_context)` -> tf.data.Dataset; the result is what `fit` takes."""
+        if self.processes > 1:  # JAX: this process's shards at its share of the global batch
+            import tensorflow as tf
+
+            return make(tf.distribute.InputContext(self.processes, self.worker_index, self.processes))
         if self.strategy is None or (self.replicas == 1 and self.kind in ("cpu", "gpu")):
             return make(None)
         return self.strategy.distribute_datasets_from_function(make)
@@ -45,9 +52,16 @@ class Runtime:
     def is_chief(self) -> bool:
         return self.worker_index == 0
 
+    @property
+    def writes_run_dir(self) -> bool:
+        """JAX processes other than 0 write nothing; TensorFlow workers each save (their collectives
+        need every worker), the others into a folder of their own."""
+        return self.is_chief or self.kind == "multiworker"
+
     def describe(self) -> str:
         shown = ", ".join(self.devices[:8]) + (f" (+{len(self.devices) - 8} more)" if len(self.devices) > 8 else "")
-        return (f"backend {self.backend}, {self.kind}: {self.replicas} replica(s) [{shown}], "
+        hosts = f" over {self.processes} processes" if self.processes > 1 else ""
+        return (f"backend {self.backend}, {self.kind}: {self.replicas} replica(s){hosts} [{shown}], "
                 f"precision {self.mixed_precision}")
 
 
@@ -176,11 +190,14 @@ def _detect_jax(kind: str) -> Runtime:
     if kind == "multiworker":
         raise UserError("--strategy multiworker is TensorFlow's; under JAX run one process per host "
                         "(jax.distributed) or use --backend tensorflow")
-    devices = jax.local_devices()
+    devices = jax.devices()  # every process's, after jax.distributed joined them
     platform = devices[0].platform  # "tpu" | "gpu" | "cpu"
     wanted = {"tpu": "tpu", "gpu": "gpu", "cpu": "cpu"}.get(kind)
     if wanted and platform != wanted:
         raise UserError(f"--strategy {kind}: JAX sees {platform} devices only. Installed: {_versions()}")
     if len(devices) > 1:
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    return Runtime("jax", platform, len(devices), [str(d) for d in devices], "")
+        # Each process feeds its own shards at its share of the batch (Runtime.distribute), so Keras
+        # must not shard the per-process dataset again.
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
+    return Runtime("jax", platform, len(devices), [str(d) for d in devices], "", worker_index=jax.process_index(),
+                   processes=jax.process_count())

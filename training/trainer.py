@@ -10,6 +10,7 @@ as if it had never stopped.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import time
 
@@ -21,7 +22,7 @@ from model import custom
 from pipeline import dataset
 from pipeline.data_folder import DataFolder
 from pipeline.dataset import InputSpec
-from training import callbacks, checkpoint, evaluation, model_setup, resume
+from training import callbacks, checkpoint, evaluation, model_setup, processes, resume
 from training.config import Config
 from training.run_dir import RunDir, TrainingState
 from training.run_lock import RunLock, lock_guard
@@ -70,6 +71,8 @@ class Trainer:
         if runtime.kind == "multiworker" and not runtime.is_chief:
             run = run.worker(runtime.worker_index)  # every worker saves (collectives need them all)
         self.config, self.run, self.runtime, self.verbose, self.log = config, run, runtime, verbose, log
+        # JAX processes other than 0 read the run directory (the same checkpoint) and write nothing
+        self.writes = runtime.writes_run_dir
         for index, stage in enumerate(config.stages):
             if stage.batch_size % runtime.replicas:
                 raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
@@ -86,6 +89,12 @@ class Trainer:
         """JAX's DataParallel needs every batch divisible by its device count; TensorFlow does not."""
         return self.runtime.replicas if self.runtime.backend == "jax" else 1
 
+    def _evaluation_spec(self, batch_size: int) -> InputSpec:
+        """Every example once, in file order. JAX over several processes needs batches of one shape
+        and as many in every process: each pads its share to whole batches with weight-0 rows."""
+        return InputSpec("val", batch_size, classes=self.config.classes or None, pad_to=self._pad_to,
+                         cache=False, same_batches=self.runtime.processes > 1)
+
     def _specs(self, stage: StagePlan, first_epoch: int) -> tuple[InputSpec, InputSpec]:
         config = self.config
         cache = {"auto": stage.resolution <= 32, "true": True, "false": False}[config.runtime.cache]
@@ -94,7 +103,7 @@ class Trainer:
                           seed=config.seed, first_epoch=first_epoch, epochs=stage.last_epoch - first_epoch,
                           steps_per_epoch=stage.steps_per_epoch, hard_examples=config.augment.hard_examples or None,
                           hard_fraction=config.augment.hard_fraction, classes=classes, cache=cache)
-        val = InputSpec("val", stage.batch_size, classes=classes, cache=cache, pad_to=self._pad_to)
+        val = dataclasses.replace(self._evaluation_spec(stage.batch_size), cache=cache)
         return train, val
 
     def _datasets(self, stage: StagePlan, first_epoch: int, skip_batches: int):
@@ -114,23 +123,31 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
+        if not self.writes:
+            self._lock_guard = None
+            return self._fit(stop_after)
         with RunLock(self.run.make().path) as lock:
             self._lock_guard = lock_guard(lock)
             return self._fit(stop_after)
 
     def _fit(self, stop_after: int | None) -> dict | None:
-        saved, changes = resume.check(self.run, self.config)
+        saved, changes = resume.check(self.run, self.config, make=self.writes)
         self.schedule = model_setup.schedule_for(self.config, self.stages)
         net, broken = model_setup.build_model(self.config, self.runtime, self.stages[-1].folder, self.num_classes,
                                               self.schedule, self.log, self.run.model_file)
         if saved is not None:
             state = checkpoint.restore(self.run, net)
             state.config = self.config.to_dict()
-        resume.record(self.run, self.config, changes, saved.epoch if saved else 0, self.log)
-        resume.keep_model_file(self.run, self.config.model)
-        # The log agrees with the checkpoint: rows of epochs it does not hold (a run killed between
-        # the two, even before its first checkpoint) are dropped.
-        callbacks.trim_log(self.run, saved.epoch if saved else 0)
+        if self.runtime.processes > 1:
+            processes.agree({"epoch": saved.epoch if saved else -1, "batch": saved.batch if saved else -1},
+                            {"epoch": "the checkpoint in --run-dir (use one folder every host sees: gs:// or a "
+                                      "shared file system)", "batch": "the checkpoint in --run-dir"})
+        if self.writes:
+            resume.record(self.run, self.config, changes, saved.epoch if saved else 0, self.log)
+            resume.keep_model_file(self.run, self.config.model)
+            # The log agrees with the checkpoint: rows of epochs it does not hold (a run killed
+            # between the two, even before its first checkpoint) are dropped.
+            callbacks.trim_log(self.run, saved.epoch if saved else 0)
         if saved is not None:
             self.log(f"resuming {self.run.path}: {state.epoch} epochs done"
                      + (f" and {state.batch} batches of the next" if state.batch else "")
@@ -143,6 +160,8 @@ class Trainer:
         for stage in self.stages:
             if state.epoch < min(stage.last_epoch, until):
                 self._run_stage(net, stage, state, until)
+        if self.runtime.processes > 1:
+            self._check_replicas_agree(net)
         if state.epoch < total:
             self.log(f"stopped after epoch {state.epoch} of {total} as asked; run the same command to continue")
             return None
@@ -150,12 +169,27 @@ class Trainer:
         self.log(f"training done: {total} epochs; best val top-1 {best:.4f} at epoch {state.best_epoch}")
         return self.final_evaluation(net, state)
 
+    def _check_replicas_agree(self, net) -> None:
+        """Every process ends with the same weights (data parallelism keeps one copy per device in
+        step); a digest of them is compared across processes and shown."""
+        digest = hashlib.sha256()
+        for weights in net.get_weights():
+            digest.update(weights.tobytes())
+        hexdigest = digest.hexdigest()
+        processes.agree({"weights": int(hexdigest[:7], 16)}, {"weights": "the trained weights"})
+        print(f"process {self.runtime.worker_index}: weights sha256 {hexdigest[:16]}, the same in all "
+              f"{self.runtime.processes} processes", flush=True)
+
     def _callbacks(self, stage: StagePlan, state: TrainingState, first_batch: int) -> list:
-        """In this order: the CSV row, then the checkpoint, then best.keras (see training/callbacks.py)."""
+        """In this order: the CSV row, then the checkpoint, then best.keras (see training/callbacks.py).
+        A JAX process other than 0 only follows the state (no files)."""
         run = self.run
+        checkpoints = callbacks.Checkpoints(run, state, self.config.runtime.checkpoint_minutes, first_batch,
+                                            save=self.writes)
+        if not self.writes:
+            return [checkpoints]
         listed = [callbacks.EpochLog(run, stage.index, stage.resolution, stage.batch_size, self.schedule),
-                  callbacks.Checkpoints(run, state, self.config.runtime.checkpoint_minutes, first_batch),
-                  callbacks.BestModel(run, state), callbacks.Curves(run)]
+                  checkpoints, callbacks.BestModel(run, state), callbacks.Curves(run)]
         if importlib.util.find_spec("tensorboard") is not None:
             listed.append(keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, update_freq="epoch"))
         return listed + [self._lock_guard]
@@ -186,7 +220,7 @@ class Trainer:
     def final_evaluation(self, net, state: TrainingState) -> dict:
         """Top-1/top-5 on val at the final resolution with the last weights, saved as final.json."""
         folder = self.folders[self.final_resolution]
-        spec = InputSpec("val", self.stages[-1].batch_size, classes=self.config.classes or None, pad_to=self._pad_to)
+        spec = self._evaluation_spec(self.stages[-1].batch_size)
         started = time.monotonic()
         with folder.naming_corrupt_shards():
             val = self.runtime.distribute(lambda context: dataset.build(folder, spec, context)[0])
@@ -200,7 +234,8 @@ class Trainer:
                   "best_epoch": state.best_epoch, "seconds": round(time.monotonic() - started, 1),
                   "backend": self.runtime.backend, "model": custom.describe(self.config.model),
                   "parameters": state.parameters, "rules_broken": state.rules_broken}
-        files.write_json(self.run.final, result)
+        if self.writes:
+            files.write_json(self.run.final, result)
         self.log(f"final evaluation at {folder.resolution}px: top-1 {result['val_accuracy']:.4f}, "
                  f"top-5 {result['val_top5']:.4f}; with flips top-1 {result['val_accuracy_tta']:.4f}, "
                  f"top-5 {result['val_top5_tta']:.4f}" + (" (EXPERIMENT)" if state.rules_broken else ""))

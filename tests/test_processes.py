@@ -1,0 +1,70 @@
+"""How train.py's flags and the environment name the JAX processes of a multi-host run
+(training/processes.py); the processes themselves run in tests_jax/test_jax_multihost.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.errors import UserError
+from training.processes import DEFAULT_TIMEOUT, ProcessSetup, setup
+
+
+def test_one_process_alone_needs_no_rendezvous():
+    assert setup(environ={}) is None
+    assert setup(environ={"SLURM_NTASKS": "1", "OMPI_COMM_WORLD_SIZE": "1"}) is None
+
+
+def test_flags_name_the_process():
+    assert setup("10.0.0.2:8476", 2, 1, environ={}) == ProcessSetup("10.0.0.2:8476", 2, 1, False, DEFAULT_TIMEOUT)
+
+
+def test_jax_and_keras_environment_variables_stand_for_the_flags():
+    jax_style = {"JAX_COORDINATOR_ADDRESS": "host-a:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+    assert setup(environ=jax_style) == ProcessSetup("host-a:1234", 4, 3, False, DEFAULT_TIMEOUT)
+    # Keras lists every job's address; the first one is the coordinator
+    keras_style = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": "host-a:1234,host-b:1234",
+                   "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1"}
+    assert setup(environ=keras_style) == ProcessSetup("host-a:1234", 2, 1, False, DEFAULT_TIMEOUT)
+    # a flag wins over the environment
+    assert setup(process_id=0, environ=jax_style).process_id == 0
+
+
+def test_a_cluster_of_several_tasks_or_multihost_lets_jax_find_the_rest():
+    assert setup(environ={"SLURM_NTASKS": "8"}) == ProcessSetup(auto=True)
+    assert setup(environ={"OMPI_COMM_WORLD_SIZE": "2"}).auto
+    assert setup(multihost=True, timeout=30, environ={}) == ProcessSetup(auto=True, timeout=30)
+
+
+@pytest.mark.parametrize(("arguments", "environ", "message"), [
+    (("h:1", 2, None), {}, r"^--process-id: needed with --coordinator, --num-processes"),
+    ((None, 2, 0), {}, r"^--coordinator: needed with --num-processes, --process-id"),
+    (("h:1", 2, 2), {}, r"^--process-id 2: must be from 0 to 1 with --num-processes 2"),
+    (("h:1", 0, 0), {}, r"^--num-processes 0: must be at least 1"),
+    (("h", 2, 0), {}, r"^--coordinator 'h': expected HOST:PORT"),
+    (("h:99999", 2, 0), {}, r"^--coordinator 'h:99999': expected HOST:PORT"),
+    (("h:1", None, 0), {"JAX_NUM_PROCESSES": "two"}, r"^--num-processes: 'two' \(from JAX_NUM_PROCESSES\)"),
+])
+def test_an_incomplete_or_impossible_setup_is_named(arguments, environ, message):
+    with pytest.raises(UserError, match=message):
+        setup(*arguments, environ=environ)
+
+
+def test_the_time_limit_must_be_positive():
+    with pytest.raises(UserError, match="--rendezvous-timeout 0"):
+        setup(multihost=True, timeout=0, environ={})
+
+
+def test_processes_flags_under_tensorflow_point_to_jax(tmp_path, capsys):
+    import os
+
+    import train
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = train.main(["--data", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--backend", "tensorflow",
+                       "--config", os.path.join(root, "configs", "demo.toml"), "--coordinator", "h:1",
+                       "--num-processes", "2", "--process-id", "0"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --coordinator/--num-processes/--process-id/--multihost start JAX processes: add --backend jax "
+        "(TensorFlow's workers use --strategy multiworker and TF_CONFIG)"]
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,164 @@
+"""train.py as two JAX processes on this machine (two CPU devices each, JAX's CPU collectives):
+what a TPU slice or two GPU hosts do, one process per host.
+
+What differs between the processes is tested: each reads its own shards, only process 0 writes
+the run directory, both end with the same weights (the digest each prints, which is also the
+digest of the checkpoint's weights), both resume from the same checkpoint after a kill -9, and
+a bad set-up ends every process with one line and exit code 2 instead of a hang.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pipeline import convert, synthetic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "jax",
+       "JAX_PLATFORMS": "cpu"}
+for _name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "XLA_FLAGS"):
+    ENV.pop(_name, None)
+# one 32 px stage of batch 16 (4 devices: 4 a device), 192 training images in 2 shards: 12 steps
+SETTINGS = ["model=resnet_tiny", "stages.0.batch_size=16", "stages.0.resolution=32", "stages.1.resolution=32",
+            "stages.1.batch_size=16", "stages.1.epochs=1", "schedule.step_size_epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("multihost")
+    source = str(folder / "tiny.zip")
+    synthetic.make_zip(source, num_classes=4, train_per_class=48, val_per_class=8, test_images=0, seed=3)
+    out = str(folder / "records")
+    convert.convert(source, out, [32], convert.ConvertOptions(shards_per_split=2, workers=1, show_progress=False))
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def _start(records: str, run_dir: str, index: int, count: int, port: int, epochs: int, *extra: str):
+    command = [sys.executable, os.path.join(ROOT, "train.py"), "--backend", "jax", "--strategy", "cpu",
+               "--cpu-replicas", "2", "--data", records, "--run-dir", run_dir,
+               "--config", os.path.join(ROOT, "configs", "demo.toml"), "--quiet",
+               "--coordinator", f"localhost:{port}", "--num-processes", str(count), "--process-id", str(index),
+               "--rendezvous-timeout", "60", *(f"--set={s}" for s in SETTINGS), f"--set=stages.0.epochs={epochs - 1}",
+               *extra]
+    return subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _finish(processes, timeout=420):
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=timeout)
+        results.append((process.returncode, out, err))
+    return results
+
+
+def _log_epochs(run_dir: str) -> list[int]:
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def _digest_of_checkpoint(run_dir: str) -> str:
+    """sha256 over the checkpoint's weights in the model's order, as the trainer digests them."""
+    with open(os.path.join(run_dir, "checkpoint.npz"), "rb") as handle:
+        data = np.load(io.BytesIO(handle.read()))
+        digest = hashlib.sha256()
+        for key in sorted(k for k in data.files if k.startswith("w")):
+            digest.update(data[key].tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _printed_digest(output: str) -> str:
+    found = re.findall(r"weights sha256 ([0-9a-f]{16}), the same in all 2 processes", output)
+    assert len(found) == 1, output[-2000:]
+    return found[0]
+
+
+@pytest.mark.slow
+def test_two_processes_train_as_one_and_resume_after_kill(records, tmp_path):
+    run_dir = str(tmp_path / "run")
+    port = _free_port()
+    # 3 epochs; both processes killed (kill -9) once the first epoch is checkpointed
+    first = [_start(records, run_dir, i, 2, port, 3) for i in (0, 1)]
+    state = os.path.join(run_dir, "state.json")
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline and all(p.poll() is None for p in first):
+        if os.path.exists(state) and json.load(open(state))["epoch"] >= 1:
+            break
+        time.sleep(0.5)
+    assert all(p.poll() is None for p in first), _finish(first)
+    for process in first:
+        os.killpg(process.pid, signal.SIGKILL)
+    _finish(first)
+    stopped_at = json.load(open(state))["epoch"]
+    assert 1 <= stopped_at < 3
+
+    port = _free_port()
+    (code0, out0, err0), (code1, out1, err1) = _finish([_start(records, run_dir, i, 2, port, 3) for i in (0, 1)])
+    assert (code0, code1) == (0, 0), (err0[-3000:], err1[-3000:])
+    assert f"resuming {run_dir}: {stopped_at} epochs done" in out0
+    assert "over 2 processes" in out0 and "4 replica(s)" in out0
+    assert _log_epochs(run_dir) == [1, 2, 3]  # contiguous: every epoch exactly once
+    # both processes hold the same weights, the ones process 0 checkpointed
+    assert _printed_digest(out0) == _printed_digest(out1) == _digest_of_checkpoint(run_dir)
+    # process 1 printed nothing but its digest (and Gloo's notices of its connections), and wrote nothing
+    assert [line for line in out1.splitlines() if line.strip() and not line.startswith("[Gloo]")] == [
+        line for line in out1.splitlines() if "weights sha256" in line]
+    assert sorted(os.listdir(run_dir)) == sorted(
+        set(os.listdir(run_dir)) - {n for n in os.listdir(run_dir) if n.startswith("worker")})
+    final = json.load(open(os.path.join(run_dir, "final.json")))
+    assert final["epochs"] == 3 and final["backend"] == "jax"
+
+
+def test_a_process_without_its_coordinator_ends_with_one_line(records, tmp_path):
+    """Process 1 of 2 and nobody at the coordinator's port: one line naming --coordinator, exit 2."""
+    port = _free_port()
+    started = time.monotonic()
+    process = _start(records, str(tmp_path / "run"), 1, 2, port, 2, "--rendezvous-timeout", "4")
+    (code, out, err), = _finish([process], timeout=120)
+    assert code == 2, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        line for line in err.splitlines() if line.strip() and not line.startswith(("W0000", "I0000", "WARNING"))]
+    assert re.search(rf"^error: --coordinator localhost:{port}: nothing answered", err, re.M), err
+    assert time.monotonic() - started < 90
+    assert not os.path.exists(str(tmp_path / "run"))
+
+
+def test_a_coordinator_left_alone_ends_with_one_line(records, tmp_path):
+    port = _free_port()
+    process = _start(records, str(tmp_path / "run"), 0, 2, port, 2, "--rendezvous-timeout", "4")
+    (code, out, err), = _finish([process], timeout=120)
+    assert code == 2, err[-2000:]
+    assert re.search(r"^error: --num-processes 2: process 0 waited \d+s at localhost:\d+ and not all processes came",
+                     err, re.M), err
+
+
+def test_process_counts_that_disagree_are_named_by_every_process(records, tmp_path):
+    """Process 0 told 2 processes, process 1 told 3: JAX joins them as 2 (the coordinator's
+    count); both compare what they were told and end with the same line."""
+    port = _free_port()
+    run_dir = str(tmp_path / "run")
+    zero = _start(records, run_dir, 0, 2, port, 2)
+    one = _start(records, run_dir, 1, 3, port, 2)
+    for code, _, err in _finish([zero, one], timeout=300):
+        assert code == 2, err[-2000:]
+        assert "error: --num-processes differs between the processes (process 0: 2, process 1: 3)" in err, err[-2000:]
+
