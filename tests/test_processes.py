@@ -12,6 +12,8 @@ from training.processes import DEFAULT_TIMEOUT, ProcessSetup, setup
 def test_one_process_alone_needs_no_rendezvous():
     assert setup(environ={}) is None
     assert setup(environ={"SLURM_NTASKS": "1", "OMPI_COMM_WORLD_SIZE": "1"}) is None
+    # a plain command inside an sbatch script of 4 tasks is not a task of a job step
+    assert setup(environ={"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"}) is None
 
 
 def test_flags_name_the_process():
@@ -30,8 +32,10 @@ def test_jax_and_keras_environment_variables_stand_for_the_flags():
 
 
 def test_a_cluster_of_several_tasks_or_multihost_lets_jax_find_the_rest():
-    assert setup(environ={"SLURM_NTASKS": "8"}) == ProcessSetup(auto=True)
-    assert setup(environ={"OMPI_COMM_WORLD_SIZE": "2"}).auto
+    srun = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[1-8]", "SLURM_PROCID": "3", "SLURM_LOCALID": "0",
+            "SLURM_NTASKS": "8"}
+    assert setup(environ=srun) == ProcessSetup(auto=True)
+    assert setup(environ={"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}).auto
     assert setup(multihost=True, timeout=30, environ={}) == ProcessSetup(auto=True, timeout=30)
 
 

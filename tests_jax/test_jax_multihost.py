@@ -162,3 +162,19 @@ def test_process_counts_that_disagree_are_named_by_every_process(records, tmp_pa
         assert code == 2, err[-2000:]
         assert "error: --num-processes differs between the processes (process 0: 2, process 1: 3)" in err, err[-2000:]
 
+
+
+def test_an_error_in_one_process_stops_every_process(records, tmp_path):
+    """The run directory is in use (by this test): process 0 cannot take the lock; process 1,
+    which never touches it, stops with it instead of waiting in its next collective."""
+    from training.run_lock import RunLock
+
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    port = _free_port()
+    with RunLock(run_dir):
+        results = _finish([_start(records, run_dir, i, 2, port, 2) for i in (0, 1)], timeout=300)
+    (code0, _, err0), (code1, _, err1) = results
+    assert (code0, code1) == (2, 2), (err0[-2000:], err1[-2000:])
+    assert re.search(r"^error: .*run\.lock: the run is in use by process", err0, re.M), err0[-2000:]
+    assert "error: --run-dir: process 0 stopped (its error line says why), and every process with it" in err1

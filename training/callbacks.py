@@ -167,6 +167,21 @@ def _without_distribution():
         keras.distribution.set_distribution(current)
 
 
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard logging per epoch, the learning rate taken from the schedule on the host.
+    Keras evaluates the schedule on the optimizer's step counter, a computation on a global array:
+    under JAX over several processes only process 0 (the one that writes) would run it."""
+
+    def __init__(self, log_dir: str, schedule):
+        super().__init__(log_dir, write_graph=False, update_freq="epoch")
+        self.schedule = schedule
+
+    def _collect_learning_rate(self, logs):  # Keras 3's hook for the learning-rate scalar
+        logs = dict(logs or {})
+        logs["learning_rate"] = float(self.schedule(max(global_step(self.model) - 1, 0)))
+        return logs
+
+
 def save_model(model, path: str) -> None:
     """A .keras archive, replaced atomically. Keras writes .keras archives to local paths only: a
     local path gets it under a temporary name beside it; a remote one (gs://) through one fixed

@@ -12,6 +12,9 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import sys
+
+from common.errors import UserError, describe
 
 
 def choose_backend(requested: str) -> str:
@@ -64,8 +67,6 @@ def train(args, backend: str) -> int:
     if backend == "jax":
         process_setup = start_jax(args)
     elif args.coordinator or args.num_processes or args.process_id is not None or args.multihost:
-        from common.errors import UserError
-
         raise UserError("--coordinator/--num-processes/--process-id/--multihost start JAX processes: add "
                         "--backend jax (TensorFlow's workers use --strategy multiworker and TF_CONFIG)")
     import keras
@@ -79,22 +80,36 @@ def train(args, backend: str) -> int:
         tf.config.set_visible_devices([], "GPU")  # TensorFlow only runs tf.data: leave the GPU to JAX
     runtime = detect(args.strategy, backend, args.cpu_replicas, config.runtime.mixed_precision)
     if runtime.processes > 1:
+        import jax
+
         settings = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
         told = process_setup.num_processes if process_setup and process_setup.num_processes else runtime.processes
-        processes.agree({"processes": told, "config": int(settings[:7], 16)},
-                        {"processes": "--num-processes", "config": "the config (--config and --set)"})
+        processes.agree({"processes": told, "config": int(settings[:7], 16), "stop_after": args.stop_after or 0,
+                         "devices": jax.local_device_count()},
+                        {"processes": "--num-processes", "config": "the config (--config and --set)",
+                         "stop_after": "--stop-after", "devices": "the number of devices of a process"})
     log = (lambda line: print(line, flush=True)) if runtime.is_chief else (lambda line: None)
     log(runtime.describe())
     if config.runtime.deterministic and backend == "tensorflow":
         tf.config.experimental.enable_op_determinism()  # reproducible to the last bit, slower
-    data = args.data
-    if args.stage_data:
-        from training.staging import stage
+    try:
+        data = args.data
+        if args.stage_data:
+            from training.staging import stage
 
-        needed = {s.resolution for s in config.stages} | {config.final_resolution or 0}
-        data = stage(args.data, args.stage_data, sorted(r for r in needed if r))
-    keras.utils.set_random_seed(config.seed)
-    trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet or not runtime.is_chief else 1,
-                      log=log)
-    trainer.fit(args.stop_after)
+            needed = sorted(r for r in {s.resolution for s in config.stages} | {config.final_resolution or 0} if r)
+            data = processes.together(lambda: stage(args.data, args.stage_data, needed, log=log), "--stage-data",
+                                      runtime.processes)
+        keras.utils.set_random_seed(config.seed)
+        trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet or not runtime.is_chief else 1,
+                          log=log)
+        trainer.fit(args.stop_after)
+    except UserError as error:
+        if runtime.processes == 1:
+            raise
+        # One line, and out at once: exiting normally would wait for the other processes in JAX's
+        # shutdown, and they may be waiting in a collective for this one.
+        print(f"error: {describe(error)}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)
     return 0

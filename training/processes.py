@@ -59,14 +59,14 @@ _ENVIRONMENT = (  # (flag, JAX's variable, Keras's variable)
 
 
 def _several_tasks(environ) -> bool:
-    """A SLURM or Open MPI job of more than one task: JAX's own cluster detection knows these."""
-    for variable in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
-        try:
-            if int(environ.get(variable, "1")) > 1:
-                return True
-        except ValueError:
-            pass
-    return False
+    """A task of a SLURM job step (srun) or an Open MPI launch (mpirun) of more than one task, as
+    JAX's own cluster detection sees them (a plain command inside an sbatch script is not one)."""
+    counts = []
+    if all(v in environ for v in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")):
+        counts.append(environ.get("SLURM_NTASKS", "1"))
+    if "OMPI_MCA_orte_hnp_uri" in environ or "OMPI_COMM_WORLD_RANK" in environ:
+        counts.append(environ.get("OMPI_COMM_WORLD_SIZE", "1"))
+    return any(count.isdigit() and int(count) > 1 for count in counts)
 
 
 def _number(option: str, source: str, text) -> int:
@@ -131,8 +131,10 @@ def join(process_setup: ProcessSetup) -> None:
 
     started = time.monotonic()
     deadline = started + process_setup.timeout
+    least = 1.0
     if not process_setup.auto and process_setup.process_id != 0:
         _wait_for_port(process_setup.coordinator, deadline)
+        least = 30.0  # the rendezvous itself, however long the port took to answer
 
     def give_up():
         waited = round(time.monotonic() - started)
@@ -146,7 +148,7 @@ def join(process_setup: ProcessSetup) -> None:
               file=sys.stderr, flush=True)
         os._exit(2)
 
-    watchdog = threading.Timer(max(1.0, deadline - time.monotonic()), give_up)
+    watchdog = threading.Timer(max(least, deadline - time.monotonic()), give_up)
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -162,18 +164,44 @@ def join(process_setup: ProcessSetup) -> None:
         watchdog.cancel()
 
 
-def agree(values: dict[str, int], names: dict[str, str]) -> None:
-    """Every process holds the same `values` (e.g. the process count it was told, the run's
-    fingerprint), or every process raises the same UserError naming the first that differs."""
+def _gather(values: list[int]):
+    """Every process's `values`, one row per process (a collective: every process must call it)."""
     import jax
     import numpy as np
     from jax.experimental import multihost_utils
 
+    mine = np.array([v % 2**31 for v in values], dtype=np.int32)  # JAX keeps 32-bit integers
+    return np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(values))
+
+
+def together(action, what: str, count: int):
+    """`action()` in each of `count` processes; if it raises a UserError in any of them, every
+    process raises: that one its own error, the others one naming it. (A process that ended
+    alone would leave the others waiting in their next collective.) Every process must call it."""
+    if count == 1:
+        return action()
+    try:
+        result, failure = action(), None
+    except UserError as error:
+        result, failure = None, error
+    failed = _gather([failure is not None])[:, 0]
+    if failure is not None:
+        raise failure
+    if failed.any():
+        first = int(failed.nonzero()[0][0])
+        raise UserError(f"{what}: process {first} stopped (its error line says why), and every process with it")
+    return result
+
+
+def agree(values: dict[str, int], names: dict[str, str]) -> None:
+    """Every process holds the same `values` (e.g. the process count it was told, the run's
+    fingerprint), or every process raises the same UserError naming the first that differs."""
+    import jax
+
     if jax.process_count() == 1:
         return
     keys = sorted(values)
-    mine = np.array([values[k] % 2**31 for k in keys], dtype=np.int32)  # JAX keeps 32-bit integers
-    everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(keys))
+    everyone = _gather([values[k] for k in keys])
     for column, key in enumerate(keys):
         seen = everyone[:, column]
         if (seen != seen[0]).any():

@@ -14,8 +14,6 @@ import hashlib
 import importlib.util
 import time
 
-import keras
-
 from common import files
 from common.errors import UserError
 from model import custom
@@ -80,9 +78,13 @@ class Trainer:
         self.final_resolution = config.final_resolution or max(s.resolution for s in config.stages)
         # Every folder the run reads, its manifest loaded and checked once, before epoch 1.
         resolutions = sorted({s.resolution for s in config.stages} | {self.final_resolution})
-        self.folders = {r: DataFolder.open(data_dir, r) for r in resolutions}
-        self.stages = plan(config, self.folders)
+        self.folders, self.stages = processes.together(lambda: self._open(data_dir, resolutions), "--data",
+                                                       runtime.processes)
         self.num_classes = len(self.stages[-1].folder.subset(config.classes or None).keep)
+
+    def _open(self, data_dir: str, resolutions: list[int]):
+        folders = {r: DataFolder.open(data_dir, r) for r in resolutions}
+        return folders, plan(self.config, folders)
 
     @property
     def _pad_to(self) -> int:
@@ -123,25 +125,29 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
-        if not self.writes:
-            self._lock_guard = None
+        # one train.py per run directory: process 0 holds the lock for all processes
+        lock = processes.together(lambda: RunLock(self.run.make().path).acquire() if self.writes else None,
+                                  "--run-dir", self.runtime.processes)
+        self._lock_guard = lock_guard(lock) if lock is not None else None
+        try:
             return self._fit(stop_after)
-        with RunLock(self.run.make().path) as lock:
-            self._lock_guard = lock_guard(lock)
-            return self._fit(stop_after)
+        finally:
+            if lock is not None:
+                lock.release()
 
     def _fit(self, stop_after: int | None) -> dict | None:
-        saved, changes = resume.check(self.run, self.config, make=self.writes)
+        saved, changes = processes.together(lambda: resume.check(self.run, self.config, make=self.writes),
+                                            "--run-dir", self.runtime.processes)
+        if self.runtime.processes > 1:  # before the checkpoint is loaded: loading is a collective too
+            processes.agree({"epoch": saved.epoch if saved else -1, "batch": saved.batch if saved else -1},
+                            {"epoch": "the checkpoint in --run-dir (use one folder every host sees: gs:// or a "
+                                      "shared file system)", "batch": "the checkpoint in --run-dir"})
         self.schedule = model_setup.schedule_for(self.config, self.stages)
         net, broken = model_setup.build_model(self.config, self.runtime, self.stages[-1].folder, self.num_classes,
                                               self.schedule, self.log, self.run.model_file)
         if saved is not None:
             state = checkpoint.restore(self.run, net)
             state.config = self.config.to_dict()
-        if self.runtime.processes > 1:
-            processes.agree({"epoch": saved.epoch if saved else -1, "batch": saved.batch if saved else -1},
-                            {"epoch": "the checkpoint in --run-dir (use one folder every host sees: gs:// or a "
-                                      "shared file system)", "batch": "the checkpoint in --run-dir"})
         if self.writes:
             resume.record(self.run, self.config, changes, saved.epoch if saved else 0, self.log)
             resume.keep_model_file(self.run, self.config.model)
@@ -191,7 +197,7 @@ class Trainer:
         listed = [callbacks.EpochLog(run, stage.index, stage.resolution, stage.batch_size, self.schedule),
                   checkpoints, callbacks.BestModel(run, state), callbacks.Curves(run)]
         if importlib.util.find_spec("tensorboard") is not None:
-            listed.append(keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, update_freq="epoch"))
+            listed.append(callbacks.TensorBoard(run.tensorboard, self.schedule))
         return listed + [self._lock_guard]
 
     def _run_stage(self, net, stage: StagePlan, state: TrainingState, until: int) -> None:
