@@ -126,6 +126,13 @@ def test_two_processes_train_as_one_and_resume_after_kill(records, tmp_path):
         set(os.listdir(run_dir)) - {n for n in os.listdir(run_dir) if n.startswith("worker")})
     final = json.load(open(os.path.join(run_dir, "final.json")))
     assert final["epochs"] == 3 and final["backend"] == "jax"
+    # the plan of one host: 4 classes x 48 images / a global batch of 16 = 12 steps an epoch, and
+    # the run's fingerprint is the config's
+    assert re.search(r"stage \d/2: 32px, batch 16, epochs \d-\d of \d-\d, 12 steps each", out0), out0
+    from training import config as configs
+
+    config = configs.read(os.path.join(ROOT, "configs", "demo.toml"), [*SETTINGS, "stages.0.epochs=2"])
+    assert json.load(open(state))["fingerprint"] == config.fingerprint()
 
 
 def test_a_process_without_its_coordinator_ends_with_one_line(records, tmp_path):
