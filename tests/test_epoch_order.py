@@ -158,3 +158,30 @@ def test_memory_stays_bounded_however_many_epochs_are_asked_for(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         peak[epochs] = int(result.stdout.strip().splitlines()[-1])
     assert peak[30] - peak[1] < 60, peak  # MB: less than one pass over the split more
+
+
+def test_jax_processes_read_disjoint_shares_that_cover_each_epoch(large_split):
+    """Two JAX processes (Runtime.distribute, as the trainer feeds them) at a global batch of 256:
+    16 shards of 1,280 split 8 and 8, so each process yields 20,480 / 256 = 80 steps of 128
+    examples an epoch, none shared with the other, together every example exactly once."""
+    from pipeline import dataset
+    from pipeline.data_folder import DataFolder
+    from training.strategy import Runtime
+
+    folder = DataFolder.open(large_split, 8)
+    steps = dataset.training_steps(folder, BATCH)
+    spec = dataset.InputSpec("train", BATCH, epochs=2, steps_per_epoch=steps, with_filenames=True)
+    shares = []
+    for index in (0, 1):
+        runtime = Runtime("jax", "cpu", 4, ["cpu:0", "cpu:1", "cpu:2", "cpu:3"], "", worker_index=index, processes=2)
+        ds = runtime.distribute(lambda context: dataset.build(folder, spec, context)[0])
+        batches = [batch[2].numpy() for batch in ds]
+        assert [len(b) for b in batches] == [BATCH // 2] * (2 * 80)
+        names = np.concatenate(batches).astype(int)
+        shares.append((names[:80 * 128], names[80 * 128:]))
+    for epoch in (0, 1):
+        zero, one = shares[0][epoch], shares[1][epoch]
+        assert len(set(zero)) == len(zero) == 10_240 and len(set(one)) == len(one) == 10_240
+        assert not set(zero) & set(one)
+        assert sorted(np.concatenate([zero, one])) == list(range(EXAMPLES))
+    assert not np.array_equal(shares[0][0], shares[0][1])  # a fresh order in the second epoch
