@@ -15,6 +15,13 @@ class UserError(Exception):
     breaks): the message says what and where. Raised by every room; shown as one line."""
 
 
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """A library's exception in a few words for a one-line message: its first line, or its type
+    when it has no message."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 def describe(error: BaseException) -> str | None:
     """The one line to show for an error the user can act on; None for a programming error."""
     if isinstance(error, UserError):

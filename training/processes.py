@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 
 DEFAULT_TIMEOUT = 180  # seconds for every process to arrive: hosts of a slice start within seconds
 
@@ -158,8 +158,7 @@ def join(process_setup: ProcessSetup) -> None:
             jax.distributed.initialize(process_setup.coordinator, process_setup.num_processes,
                                        process_setup.process_id, initialization_timeout=process_setup.timeout + 60)
     except (RuntimeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-        raise UserError(f"{process_setup.describe()}: jax.distributed could not start ({reason})") from None
+        raise UserError(f"{process_setup.describe()}: jax.distributed could not start ({first_line(error)})") from None
     finally:
         watchdog.cancel()
 

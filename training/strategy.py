@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Callable
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 
 KINDS = ("auto", "tpu", "gpu", "cpu", "multiworker")
 
@@ -92,9 +92,8 @@ def _tensorflow_tpu():
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as error:
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"--strategy tpu: TensorFlow sees no TPU ({reason}). Installed: {_versions()}. On Colab's TPU "
+            f"--strategy tpu: TensorFlow sees no TPU ({first_line(error)}). Installed: {_versions()}. On Colab's TPU "
             f"runtime TensorFlow needs the tensorflow-tpu wheel of the same version as tensorflow (it often "
             f"lags a release); use --backend jax there instead") from None
 
