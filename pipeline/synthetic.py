@@ -144,3 +144,17 @@ def summary(path: str, info: dict) -> str:
     """The line the command line prints about a zip `make_zip` wrote."""
     return (f"wrote {path}: {info['train']} train, {info['val']} val, {info['test']} test images, "
             f"{len(info['grayscale'])} grayscale, {len(info['wnids'])} classes")
+
+
+def make_records(folder: str, resolutions, shards_per_split: int = 2, **zip_options) -> str:
+    """A small converted folder in one call (tests, quick checks): a zip made by `make_zip(**zip_options)`
+    in `folder`, converted at `resolutions` into `folder/records`, whose path is returned. `make demo`
+    does the same with two tools."""
+    from pipeline import convert
+
+    source = os.path.join(folder, "tiny.zip")
+    make_zip(source, **zip_options)
+    out = os.path.join(folder, "records")
+    convert.convert(source, out, list(resolutions),
+                    convert.ConvertOptions(shards_per_split=shards_per_split, workers=1, show_progress=False))
+    return out

@@ -23,14 +23,8 @@ ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BAC
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """8 learnable classes, 40 train and 10 val images each, at 32 and 48 px."""
-    from pipeline import convert
-
-    folder = tmp_path_factory.mktemp("train_data")
-    source = str(folder / "tiny.zip")
-    synthetic.make_zip(source, num_classes=8, train_per_class=40, val_per_class=10, test_images=4, seed=3)
-    out = str(folder / "records")
-    convert.convert(source, out, [32, 48], convert.ConvertOptions(shards_per_split=4, workers=1, show_progress=False))
-    return out
+    return synthetic.make_records(str(tmp_path_factory.mktemp("train_data")), [32, 48], shards_per_split=4,
+                                  num_classes=8, train_per_class=40, val_per_class=10, test_images=4, seed=3)
 
 
 POLICY = ("flip, translate, scale:p=0.2, rotate:p=0.2, brightness:p=0.3, contrast:p=0.3, saturation:p=0.3, "

@@ -8,19 +8,15 @@ import os
 
 import pytest
 
-from pipeline import convert, synthetic
+from pipeline import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("jax_custom")
-    source = str(folder / "tiny.zip")
-    synthetic.make_zip(source, num_classes=4, train_per_class=48, val_per_class=8, test_images=0, seed=7)
-    out = str(folder / "records")
-    convert.convert(source, out, [32], convert.ConvertOptions(shards_per_split=2, workers=1, show_progress=False))
-    return out
+    return synthetic.make_records(str(tmp_path_factory.mktemp("jax_custom")), [32], num_classes=4,
+                                  train_per_class=48, val_per_class=8, test_images=0, seed=7)
 
 
 def test_the_example_student_network_trains_under_jax(records, tmp_path):

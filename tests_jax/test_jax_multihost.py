@@ -24,7 +24,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline import convert, synthetic
+from pipeline import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "jax",
@@ -38,12 +38,8 @@ SETTINGS = ["model=resnet_tiny", "stages.0.batch_size=16", "stages.0.resolution=
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("multihost")
-    source = str(folder / "tiny.zip")
-    synthetic.make_zip(source, num_classes=4, train_per_class=48, val_per_class=8, test_images=0, seed=3)
-    out = str(folder / "records")
-    convert.convert(source, out, [32], convert.ConvertOptions(shards_per_split=2, workers=1, show_progress=False))
-    return out
+    return synthetic.make_records(str(tmp_path_factory.mktemp("multihost")), [32], num_classes=4,
+                                  train_per_class=48, val_per_class=8, test_images=0, seed=3)
 
 
 def _free_port() -> int:

@@ -8,18 +8,14 @@ import numpy as np
 import pytest
 
 import model
-from pipeline import convert, synthetic
+from pipeline import synthetic
 from training import analysis, lr_find
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("jax_data")
-    source = str(folder / "tiny.zip")
-    synthetic.make_zip(source, num_classes=5, train_per_class=40, val_per_class=6, test_images=0, seed=4)
-    out = str(folder / "records")
-    convert.convert(source, out, [32], convert.ConvertOptions(shards_per_split=2, workers=1, show_progress=False))
-    return out
+    return synthetic.make_records(str(tmp_path_factory.mktemp("jax_data")), [32], num_classes=5,
+                                  train_per_class=40, val_per_class=6, test_images=0, seed=4)
 
 
 def test_lr_find_under_jax(records, tmp_path):
