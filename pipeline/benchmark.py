@@ -1,10 +1,14 @@
-"""Images/second of the input pipeline: reading alone, no augmentation, each augmentation alone,
-the default policy and, for comparison, Keras 3 preprocessing layers.
+"""Images/second of the training input, at the scale it runs: the plain tf.data pipeline on the
+same records, ours without augmentation and with the default policy (from the files and from the
+RAM cache), each augmentation alone, and the Keras 3 preprocessing layers for comparison.
 
 Library code so that the command line (tools/benchmark.py), the tests and a notebook time the same
-rows. `read` is the one read stage (`pipeline.read.batches`: records read, parsed after batching
-and decoded to uint8), the ceiling any pipeline must stay under. Each row runs a warm-up
-(excluded, it includes XLA compilation), then `repeats` timed windows; the median counts.
+rows. The training-input rows are timed as a steady rate over whole epochs after a first epoch of
+warm-up (XLA compilation, the cache filled, the shuffle buffer full): a rate taken over the first
+seconds hides what happens at every epoch start, and a small split hides what grows with the data.
+Each such row also gives the wait for the first batch of the run and the longest wait for the first
+batch of a later epoch. The augmentation-alone rows, which time an op rather than the input, run on
+the cached input for `seconds` over `repeats` windows (the median counts).
 """
 
 from __future__ import annotations
@@ -17,21 +21,49 @@ import time
 from common import files
 
 KERAS_EQUIVALENT = "flip, rotate:p=1:m=15, scale:p=1:m=0.3, translate:p=1, contrast:p=1, brightness:p=1"
+PLAIN = "plain"  # the reference row: every ratio is against it
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What to time: `names` augmentations alone, `seconds` per row over `repeats` windows, and the
-    Keras-layers rows when `baseline` is "keras" (None: left out)."""
+    """What to time: the training-input rows over `epochs` epochs (after one of warm-up), `names`
+    augmentations alone for `seconds` over `repeats` windows, and the Keras-layers rows when
+    `baseline` is "keras" (None: left out)."""
 
     batch_size: int = 256
     names: tuple[str, ...] = ()
     seconds: float = 6.0
     repeats: int = 3
     baseline: str | None = "keras"
+    epochs: int = 3
 
 
-def _images_per_sec(dataset, seconds: float, repeats: int, warmup_batches: int = 3) -> float:
+def _count(batch) -> int:
+    images = batch["image"] if isinstance(batch, dict) else batch[0]
+    return int(images.shape[0])
+
+
+def _steady(dataset, steps_per_epoch: int, epochs: int) -> dict:
+    """Rate over `epochs` whole epochs after a first one of warm-up, the first batch's wait, and
+    the longest wait for the first batch of a later epoch."""
+    iterator = iter(dataset)
+    start = time.perf_counter()
+    next(iterator)
+    first = time.perf_counter() - start
+    for _ in range(steps_per_epoch - 1):
+        next(iterator)
+    count, waits, start = 0, [], time.perf_counter()
+    for step in range(epochs * steps_per_epoch):
+        before = time.perf_counter()
+        batch = next(iterator)
+        if step % steps_per_epoch == 0:
+            waits.append(time.perf_counter() - before)
+        count += _count(batch)
+    return {"images_per_sec": round(count / (time.perf_counter() - start), 1), "first_batch_s": round(first, 3),
+            "epoch_start_wait_s": round(max(waits), 3)}
+
+
+def _windows(dataset, seconds: float, repeats: int, warmup_batches: int = 3) -> dict:
     iterator = iter(dataset)
     for _ in range(warmup_batches):
         next(iterator)
@@ -39,22 +71,30 @@ def _images_per_sec(dataset, seconds: float, repeats: int, warmup_batches: int =
     for _ in range(repeats):
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds / repeats:
-            batch = next(iterator)
-            images = batch["image"] if isinstance(batch, dict) else batch[0]
-            count += int(images.shape[0])
+            count += _count(next(iterator))
         rates.append(count / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return {"images_per_sec": round(statistics.median(rates), 1)}
 
 
-def read_only(folder, batch_size: int):
-    """Records -> batch -> parse -> decode, uint8 out, endlessly: what any pipeline must at least do."""
+def plain_pipeline(folder, batch_size: int):
+    """The textbook tf.data input on the same records, the bar ours must clear: shards shuffled and
+    8 interleaved, a shuffle buffer of 4,096 records, batch, parse_example and decode on the batch,
+    endlessly. (Its order is far from a fresh permutation per epoch: pipeline/epoch_order.py.)"""
+    import tensorflow as tf
+
     from pipeline import read
 
-    return read.batches(folder, "train", batch_size, repeat=True)
+    paths = folder.shard_paths("train")
+    return (tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths))
+            .interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(paths)), num_parallel_calls=tf.data.AUTOTUNE)
+            .shuffle(4096).repeat().batch(batch_size, drop_remainder=True)
+            .map(lambda serialized: read.decode(folder, serialized), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def keras_layers_pipeline(folder, batch_size: int):
-    """The obvious pipeline: Keras 3 preprocessing layers applied to batches inside tf.data."""
+    """The obvious augmenting pipeline: Keras 3 preprocessing layers applied to batches of the plain
+    pipeline inside tf.data."""
     import keras
     import tensorflow as tf
 
@@ -66,7 +106,7 @@ def keras_layers_pipeline(folder, batch_size: int):
         keras.layers.RandomContrast(0.3),
         keras.layers.RandomBrightness(0.25, value_range=(0, 255)),
     ])
-    return read_only(folder, batch_size).map(
+    return plain_pipeline(folder, batch_size).map(
         lambda batch: (layers(tf.cast(batch["image"], tf.float32), training=True), batch["label"]),
         num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -75,24 +115,36 @@ def run(folder, settings: Settings, report=print) -> dict:
     """Time every row of a DataFolder's train split; a line per row to `report`."""
     from pipeline import dataset, policy
 
-    batch_size, names, baseline = settings.batch_size, list(settings.names), settings.baseline
+    batch_size, baseline = settings.batch_size, settings.baseline
+    steps = dataset.training_steps(folder, batch_size)
 
-    def pipeline(spec):
-        return dataset.build(folder, dataset.InputSpec("train", batch_size, policy=spec, seed=0))[0]
+    def ours(spec, cache=False):
+        return lambda: dataset.build(folder, dataset.InputSpec("train", batch_size, policy=spec, seed=0,
+                                                               cache=cache))[0]
 
-    rows = [("read", lambda: read_only(folder, batch_size)), ("none", lambda: pipeline("none"))]
-    rows += [(name, lambda n=name: pipeline(f"{n}:p=1")) for name in names]
-    rows.append(("policy:default", lambda: pipeline(policy.DEFAULT_POLICY)))
+    steady = [(PLAIN, lambda: plain_pipeline(folder, batch_size)), ("none", ours("none")),
+              ("none:cached", ours("none", True)), ("policy:default", ours(policy.DEFAULT_POLICY)),
+              ("policy:default:cached", ours(policy.DEFAULT_POLICY, True))]
+    alone = [(name, ours(f"{name}:p=1", True)) for name in settings.names]
     if baseline == "keras":
         # Like for like: our versions of exactly the Keras layers' ops, applied to every image as they are.
-        rows.append(("policy:keras-ops", lambda: pipeline(KERAS_EQUIVALENT)))
-        rows.append(("keras", lambda: keras_layers_pipeline(folder, batch_size)))
+        steady.append(("policy:keras-ops", ours(KERAS_EQUIVALENT)))
+        steady.append(("keras", lambda: keras_layers_pipeline(folder, batch_size)))
     results = []
-    for name, make in rows:
-        rate = _images_per_sec(make(), settings.seconds, settings.repeats)
-        results.append({"augmentation": name, "images_per_sec": round(rate, 1)})
-        report(f"{name:>16} {rate:>12,.0f} images/s")
-    return {"resolution": folder.resolution, "batch_size": batch_size, "cpu_count": os.cpu_count(), "results": results}
+    timed = [(name, make, False) for name, make in steady] + [(name, make, True) for name, make in alone]
+    for name, make, is_alone in timed:
+        if is_alone:
+            row = _windows(make(), settings.seconds, settings.repeats)
+        else:
+            row = _steady(make(), steps, settings.epochs)
+        results.append({"augmentation": name, **row})
+        reference = results[0]["images_per_sec"]
+        waits = (f"   first batch {row['first_batch_s']:.2f} s, epoch start {row['epoch_start_wait_s']:.2f} s"
+                 if "first_batch_s" in row else "")
+        report(f"{name:>22} {row['images_per_sec']:>10,.0f} images/s {row['images_per_sec'] / reference:6.2f}x "
+               f"{PLAIN}{waits}")
+    return {"resolution": folder.resolution, "batch_size": batch_size, "cpu_count": os.cpu_count(),
+            "examples": folder.count("train"), "epochs": settings.epochs, "results": results}
 
 
 def plot(result: dict, path: str) -> bool:

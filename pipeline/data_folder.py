@@ -117,12 +117,9 @@ class DataFolder:
             raise UserError(f"{split}: manifest lacks class_counts; convert again to train on a class subset")
         return sum(counts[i] for i in subset.keep)
 
-    def record_bytes(self, split: str) -> float:
-        """Mean bytes of a serialised record (from the shard sizes; the raw image size if absent)."""
-        shards = self.shards(split)
-        if shards and all("bytes" in s for s in shards):
-            return sum(s["bytes"] for s in shards) / max(1, sum(s["num_examples"] for s in shards))
-        return self.resolution ** 2 * 3 + 64
+    def decoded_bytes(self, split: str) -> int:
+        """Bytes of a split's images decoded (uint8), as the training input holds them in RAM."""
+        return self.count(split) * self.resolution ** 2 * 3
 
     @contextlib.contextmanager
     def naming_corrupt_shards(self, splits=("train", "val")):

@@ -1,8 +1,10 @@
 """The tf.data input of one split of a converted folder, built in stages that read in order:
 
-    read this pipeline's records in their fixed order (pipeline/read.py) -> [cache]
-    -> order: this epoch's permutation (pipeline/epoch_order.py), hard examples mixed in
-    -> batch -> parse and decode the batch -> augment (one XLA function per batch) -> prefetch
+    training: read this pipeline's records in their fixed order, parsed and decoded into one
+        element (pipeline/read.py) -> [cache] -> batches of this epoch's permutation, hard
+        examples mixed in (pipeline/epoch_order.py), one gather each
+    evaluation: read in file order -> batch -> parse and decode the batch
+    -> augment (one XLA function per batch) -> prefetch
 
 configured by one typed `InputSpec`. Parsing and augmenting whole batches costs one kernel launch
 per batch instead of one per image. Training data is built epoch by epoch
@@ -24,7 +26,7 @@ from pipeline import epoch_order, read
 from pipeline import policy as policies
 from pipeline.data_folder import ClassSubset, DataFolder
 from pipeline.finish import batch_finisher
-from pipeline.hard_examples import hard_records, mix_in_hard
+from pipeline.hard_examples import hard_indices, per_batch
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -156,16 +158,17 @@ def build(folder: DataFolder, spec: InputSpec,
     """
     layout = _layout(folder, spec, input_context)
     records = read.in_order(folder, spec.split, layout.share, layout.subset)
-    if spec.cache:
-        records = records.cache()
     finish = batch_finisher(folder, spec, layout.subset, layout.batch_size)
     info = SplitInfo(layout.num_examples, layout.batch_size, layout.steps, len(layout.subset.keep), folder.mean,
                      folder.std, [folder.classes[i] for i in layout.subset.keep], folder)
     if spec.is_training:
-        batches = _training_batches(records, folder, spec, layout)
+        batches = _training_batches(records, folder, spec, layout).map(
+            finish, num_parallel_calls=AUTOTUNE, deterministic=True)
     else:
-        batches = _evaluation_batches(records, spec, layout)
-    return batches.map(finish, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE), info
+        batches = _evaluation_batches(records.cache() if spec.cache else records, spec, layout).map(
+            lambda seed, serialized: finish(seed, read.decode(folder, serialized)),
+            num_parallel_calls=AUTOTUNE, deterministic=True)
+    return batches.prefetch(AUTOTUNE), info
 
 
 def _evaluation_batches(records: tf.data.Dataset, spec: InputSpec, layout: _Layout) -> tf.data.Dataset:
@@ -181,34 +184,35 @@ def _evaluation_batches(records: tf.data.Dataset, spec: InputSpec, layout: _Layo
 
 def _training_batches(records: tf.data.Dataset, folder: DataFolder, spec: InputSpec,
                       layout: _Layout) -> tf.data.Dataset:
-    """(seed, serialised batch) of every epoch asked for, epochs in turn. (A parallel interleave of
-    two epochs hid the first window's build at each epoch start, but tf.data then opened and
-    buffered several whole epochs ahead: gigabytes at 64 px.)"""
-    hard = hard_records(records, spec.hard_examples, spec.hard_fraction)
-    window = epoch_order.window_size(layout.num_examples, folder.record_bytes(spec.split))
+    """(seed, decoded batch) of every epoch asked for, epochs in turn. This pipeline's records are
+    held decoded (read once per epoch, or once per run with the cache); each batch is a gather of
+    the indices its epoch's order gives (pipeline/epoch_order.py)."""
+    whole = read.whole(folder, records, layout.num_examples)
+    if spec.cache:
+        whole = whole.cache()
+    hard = hard_indices(records, spec.hard_examples, spec.hard_fraction)
+    hard_slots = per_batch(spec.hard_fraction, layout.batch_size) if hard is not None else 0
     pipeline = layout.share.index
 
-    def one_epoch(epoch):
+    def one_epoch(epoch, split):
         """This epoch's batches, in an order that depends only on (seed, epoch, input pipeline)."""
-        order_key = epoch_order.key(spec.seed, epoch_order.ORDER, epoch, pipeline)
-        if spec.steps_per_epoch or hard is not None:
-            # a worker whose shards hold fewer examples (or whose batches give slots to hard
-            # examples) wraps around into a fresh order instead of running dry
-            ordered = epoch_order.permuted_forever(records, layout.num_examples, order_key, window)
-        else:
-            ordered = epoch_order.permuted(records, layout.num_examples, order_key, window)
-        if hard is not None:
-            hard_stream = epoch_order.reshuffled_forever(hard, epoch_order.key(spec.seed, epoch_order.HARD, epoch,
-                                                                               pipeline))
-            ordered = mix_in_hard(ordered, hard_stream, spec.hard_fraction, layout.batch_size)
-        batches = ordered.batch(layout.batch_size, drop_remainder=True).take(layout.batches_per_epoch).enumerate()
+        indices = epoch_order.batch_indices(
+            layout.num_examples, layout.batch_size, layout.batches_per_epoch,
+            epoch_order.key(spec.seed, epoch_order.ORDER, epoch, pipeline), hard, hard_slots,
+            epoch_order.key(spec.seed, epoch_order.HARD, epoch, pipeline))
         # Augmentation seeds: one per batch, and distinct per input pipeline (several workers).
         augment_key = epoch_order.key(spec.seed, epoch_order.AUGMENT, epoch, pipeline)
-        return batches.map(lambda i, serialized: (
-            tf.random.experimental.stateless_fold_in(augment_key, i, alg="philox"), serialized))
+        return tf.data.Dataset.from_tensor_slices(indices).enumerate().map(
+            lambda i, batch: (tf.random.experimental.stateless_fold_in(augment_key, i, alg="philox"),
+                              {name: tf.gather(value, batch) for name, value in split.items()}))
 
     last = spec.first_epoch + spec.epochs if spec.epochs is not None else epoch_order.ENDLESS
-    return tf.data.Dataset.range(spec.first_epoch, last).flat_map(one_epoch)
+    # One element per epoch: its number and the records. From the files, the next epoch's records
+    # are read while this one is emitted (prefetch), so no epoch waits for a whole read; at most
+    # two copies of the records are then alive.
+    splits = tf.data.Dataset.range(spec.first_epoch, last).flat_map(
+        lambda epoch: whole.map(lambda split: (epoch, split)))
+    return splits.prefetch(1).flat_map(one_epoch)
 
 
 def _even_eval_batch(count: int, batch_size: int, replicas: int) -> int:

@@ -1,29 +1,27 @@
-"""Order one training epoch: a fresh uniform random permutation for every (seed, epoch), in bounded memory.
+"""Order one training epoch: a fresh uniform random permutation for every (seed, epoch, input
+pipeline), each record read once per epoch (once per run from the RAM cache).
 
-A shuffle buffer of K records after an interleave of shards only moves a record by about K places:
-record k of a shard lands near place 16k every epoch, so consecutive epochs are strongly alike
-(measured on 64 px train: Spearman 0.79 between the places of epoch 1 and epoch 2). Here every
-record draws a 64-bit sort key from a stateless generator keyed by (seed, epoch, input pipeline)
-and its index in the fixed reading order, so the order is the same whether the records come from
-disk or from the RAM cache, and is a pure function of the key: a resumed run sees exactly the
-epochs it would have seen.
+A shuffle buffer of K records after an interleave of shards only moves a record by about K places,
+so consecutive epochs are strongly alike (64 px train: Spearman 0.79 between the places of epoch 1
+and 2). A uniform permutation needs random access to the records, and tf.data has none for TFRecord
+files (one dataset opened per record: 340 records/s here). So each input pipeline holds its share
+of the split in RAM, decoded (`pipeline.read.whole`: read from the files in one pass), and an
+epoch is a list of index batches into it (`batch_indices`): one gather per batch, no shuffle
+buffer, no per-record work. The indices are a pure function of (seed, epoch, input pipeline), so
+the order is the same from disk or from the RAM cache, and a resumed run sees exactly the epochs
+it would have seen.
 
-Bounded memory: each record also draws one of P = ceil(N / W) windows. Pass p reads the records
-in their fixed order, keeps the ~W of window p (vectorised, without parsing them) and emits them
-sorted by their keys. Memory: at most three windows (one being emitted, one ready, one being
-built); reading: ceil(N / W) passes over the records per epoch, from the page cache or the RAM
-cache after the first. `WINDOW_BYTES` = 128 MiB: at 64 px (12.3 KB a record) W = 10,900 records
-and the 101,000 training images take 10 passes.
+Memory: the decoded images of the share (12 KB each at 64 px: 1.24 GB for the whole 101,000-image
+train split, 0.62 GB for the 100-class slice); the cache keeps them for the run, otherwise they
+are read again for every epoch, the next epoch's while this one is used (then twice that). (The previous design kept
+three 128 MiB windows and read the whole split once per window: ten times per epoch at 64 px.)
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-WINDOW_BYTES = 128 << 20
-_CHUNK = 1024  # records whose draws are made together (one vectorised draw)
-ALL = 1 << 40  # a batch size larger than any split: "every record in one batch"
-ENDLESS = 1 << 62  # a count of rounds never reached: "forever", as a finite tf.data range
+ENDLESS = 1 << 62  # a count of epochs never reached: "forever", as a finite tf.data range
 
 # Independent random streams derived from one seed, by purpose.
 ORDER, AUGMENT, HARD, AUGMENT_ON_DEVICE = 1, 2, 3, 4
@@ -37,69 +35,41 @@ def key(seed, purpose: int, *parts) -> tf.Tensor:
     return tf.cast(folded, tf.int64)
 
 
-def window_size(count: int, record_bytes: float, budget: int | None = None) -> int:
-    """Records per window: as many as `budget` bytes (default WINDOW_BYTES) hold, at least one,
-    at most all of them."""
-    budget = WINDOW_BYTES if budget is None else budget
-    return int(max(1, min(count, budget // max(1, int(record_bytes)))))
+def permutation(order_key: tf.Tensor, count) -> tf.Tensor:
+    """A uniform random permutation of 0..count-1 picked by `order_key`: every index draws a 64-bit
+    key from a stateless Philox generator and the indices are sorted by their keys (stable, so
+    that the astronomically rare tie is still deterministic). `tf.random.experimental.index_shuffle`
+    was tried first: its permutations for nearby keys are strongly alike (correlation 0.76)."""
+    sort_keys = tf.random.stateless_uniform([count], order_key, None, None, dtype=tf.int64, alg="philox")
+    return tf.argsort(sort_keys, stable=True)
 
 
-def permuted(records: tf.data.Dataset, count: int, order_key: tf.Tensor, window: int) -> tf.data.Dataset:
-    """`records` (about `count` of them, re-iterable in the same order) in the uniform random order
-    that `order_key` picks. Every record exactly once.
-
-    Each record draws, from `order_key` and its index in the reading order, a window (uniform in
-    0..passes-1) and a 64-bit sort key; pass p emits window p's records sorted by key. A uniform
-    assignment to windows followed by a uniform order inside each is a uniform permutation.
-    (`tf.random.experimental.index_shuffle` was tried first: its permutations for different keys
-    are strongly alike, correlation 0.76 for keys [0, 1] and [0, 2] at 50,000 records.)
-    """
-    passes = max(1, -(-count // window))
-    indexed = records.batch(_CHUNK).enumerate()
-
-    def draws(chunk, size):
-        """Window and sort key of every record of chunk number `chunk` (drawn for a full chunk,
-        then cut, so a record's draws never depend on how many records follow it)."""
-        seeds = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(order_key, chunk, alg="philox"), 2, alg="philox")
-        windows = tf.random.stateless_uniform([_CHUNK], seeds[0], 0, passes, dtype=tf.int64, alg="philox")
-        sort_keys = tf.random.stateless_uniform([_CHUNK], seeds[1], None, None, dtype=tf.int64, alg="philox")
-        return windows[:size], sort_keys[:size]
-
-    def one_window(p):
-        """Window p as one element: its records, sorted by their keys."""
-        def keep(chunk, record):
-            windows, sort_keys = draws(chunk, tf.shape(record)[0])
-            inside = tf.equal(windows, p)
-            return tf.boolean_mask(sort_keys, inside), tf.boolean_mask(record, inside)
-
-        chosen = indexed.map(keep).unbatch().batch(ALL)
-        return chosen.map(lambda sort_keys, record: tf.gather(record, tf.argsort(sort_keys)))
-
-    # Windows in turn, the next one built in the background while this one is emitted: at most the
-    # current window, one ready and one being built are alive. (A parallel interleave over the
-    # passes was tried first: it opens every pass at once and holds whole epochs.)
-    return tf.data.Dataset.range(passes).flat_map(one_window).prefetch(1).unbatch()
+def _stream(stream_key: tf.Tensor, pool: tf.Tensor | int, needed: int) -> tf.Tensor:
+    """The first `needed` entries of fresh permutations of `pool` (a vector, or range(pool)) laid end
+    to end, round r drawn from `stream_key` folded with r: a worker whose share is shorter than the
+    epoch wraps around into a new order, not a replay of the same one."""
+    size = pool if isinstance(pool, int) else int(pool.shape[0])
+    rounds = -(-needed // size)
+    parts = [permutation(tf.random.experimental.stateless_fold_in(stream_key, r, alg="philox"), size)
+             for r in range(rounds)]
+    order = tf.concat(parts, axis=0)[:needed]
+    return order if isinstance(pool, int) else tf.gather(pool, order)
 
 
-def reshuffled_forever(records: tf.data.Dataset, stream_key: tf.Tensor) -> tf.data.Dataset:
-    """A small, non-empty set of records (the hard examples, cached) repeated forever, each round
-    in a fresh order drawn from `stream_key` and the round's number."""
-    everything = records.batch(ALL)
-
-    def round_(number):
-        round_key = tf.random.experimental.stateless_fold_in(stream_key, number, alg="philox")
-        return everything.map(
-            lambda batch: tf.random.experimental.stateless_shuffle(batch, round_key, alg="philox")).unbatch()
-
-    return tf.data.Dataset.range(ENDLESS).flat_map(round_)
-
-
-def permuted_forever(records: tf.data.Dataset, count: int, stream_key: tf.Tensor, window: int) -> tf.data.Dataset:
-    """`permuted` again and again, each round a fresh permutation (a worker whose share is shorter
-    than the epoch wraps around into a new order, not a replay of the same one)."""
-    return tf.data.Dataset.range(ENDLESS).flat_map(lambda number: permuted(
-        records, count, tf.random.experimental.stateless_fold_in(stream_key, number, alg="philox"), window))
+def batch_indices(count: int, batch_size: int, batches: int, order_key: tf.Tensor,
+                  hard: tf.Tensor | None = None, hard_per_batch: int = 0,
+                  hard_key: tf.Tensor | None = None) -> tf.Tensor:
+    """int64 [batches, batch_size]: the records (indices into `pipeline.read.whole`) of every batch of one
+    epoch, in order. Normally one permutation of the `count` records, the remainder left out (a
+    fresh random set each epoch); with `hard` (indices of hard examples) the first `hard_per_batch`
+    slots of every batch come from their own reshuffled stream (`hard_key`) and the normal records
+    fill the rest, so a random share of them is left out each epoch."""
+    normal_slots = batch_size - hard_per_batch
+    normal = tf.reshape(_stream(order_key, count, batches * normal_slots), [batches, normal_slots])
+    if hard is None or hard_per_batch == 0:
+        return tf.cast(normal, tf.int64)
+    chosen = tf.reshape(_stream(hard_key, hard, batches * hard_per_batch), [batches, hard_per_batch])
+    return tf.concat([tf.cast(chosen, tf.int64), tf.cast(normal, tf.int64)], axis=1)
 
 
 def order_statistics(first, second, batch_size: int) -> dict:

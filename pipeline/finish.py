@@ -1,6 +1,6 @@
-"""The last stage of the input: a serialised batch -> (images, one-hot labels[, ...]) for the model.
+"""The last stage of the input: a decoded batch -> (images, one-hot labels[, ...]) for the model.
 
-Parse and decode the batch (pipeline/read.py), resize it when asked (`InputSpec.resize_to`: e.g.
+Take the decoded batch (pipeline/read.py), resize it when asked (`InputSpec.resize_to`: e.g.
 evaluating at 56 px from the 64 px records), map labels to a class subset, augment with the
 policy, and hand images on as uint8 (resized and augmented ones rounded back): a quarter of the
 bytes of float32 to copy and to send to the accelerator, where the model's first layer normalises
@@ -13,7 +13,6 @@ import functools
 
 import tensorflow as tf
 
-from pipeline import read
 from pipeline.augment import Policy
 from pipeline.data_folder import ClassSubset, DataFolder
 
@@ -55,7 +54,7 @@ def resized(images, size: int):
 
 
 def batch_finisher(folder: DataFolder, spec, subset: ClassSubset, batch_size: int = 0):
-    """`(seed, serialised batch) -> outputs` for `spec` (a dataset.InputSpec): (images, labels),
+    """`(seed, decoded batch) -> outputs` for `spec` (a dataset.InputSpec): (images, labels),
     plus the filenames with `with_filenames`, plus sample weights for padded evaluation batches.
     With `spec.resize_to` (other than the records' resolution) the decoded images are resized
     first, in the graph, so that augmentation and the model see the new size."""
@@ -67,8 +66,7 @@ def batch_finisher(folder: DataFolder, spec, subset: ClassSubset, batch_size: in
     fill_to = batch_size if spec.same_batches and not spec.is_training else 0
     resize_to = spec.resize_to if spec.resize_to and spec.resize_to != folder.resolution else None
 
-    def batch_fn(seed, serialized):
-        parsed = read.decode(folder, serialized)
+    def batch_fn(seed, parsed):
         labels = parsed["label"] if label_map is None else tf.gather(label_map, parsed["label"])
         images = parsed["image"] if resize_to is None else resized(parsed["image"], resize_to)
         images, onehot = finish(images, labels, parsed["bbox"], seed)

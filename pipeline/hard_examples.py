@@ -1,8 +1,13 @@
 """Hard examples (`augment.hard_examples`, `augment.hard_fraction`): a share of every training
-batch drawn from a list of training images, the batch size and the epoch length unchanged."""
+batch drawn from a list of training images, the batch size and the epoch length unchanged.
+
+The list becomes the hard examples' indices in this input pipeline's records (the same indices
+`epoch_order.whole_split` gives them), so that an epoch's batches are index arithmetic
+(`epoch_order.batch_indices`) and the records are still read once."""
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from common import files
@@ -21,35 +26,25 @@ def listed_names(path: str) -> list[str]:
     return names
 
 
-def hard_records(in_order: tf.data.Dataset, path: str | None, fraction: float) -> tf.data.Dataset | None:
-    """The serialised training records whose filename is listed in `path` (None if unused)."""
+def per_batch(fraction: float, batch_size: int) -> int:
+    """Slots of every batch given to hard examples: round(fraction * batch), at least one."""
+    return max(1, round(fraction * batch_size))
+
+
+def hard_indices(in_order: tf.data.Dataset, path: str | None, fraction: float) -> tf.Tensor | None:
+    """int64 indices, in the reading order of `in_order`, of the records whose filename `path`
+    lists (None if unused). One pass over the records now, at build time: a list that names no
+    training image of these records is refused at once instead of leaving training waiting."""
     if not path or fraction <= 0:
         return None
     if not 0 < fraction < 1:
         raise UserError(f"hard_fraction={fraction}: must be between 0 and 1")
     names = listed_names(path)
-    wanted = tf.constant(names)
     name_only = {"filename": records.FEATURES["filename"]}
-    hard = in_order.filter(lambda r: tf.reduce_any(
-        tf.equal(tf.io.parse_single_example(r, name_only)["filename"], wanted))).cache()
-    # One pass now: a list that names no training image of these records would otherwise leave
-    # the hard-example stream empty and training waiting for it forever.
-    if int(hard.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)) == 0:
+    filenames = in_order.batch(4096).map(lambda batch: tf.io.parse_example(batch, name_only)["filename"])
+    every = np.concatenate([chunk.numpy() for chunk in filenames] or [np.zeros([0], object)])
+    found = np.flatnonzero(np.isin(every, np.array([n.encode() for n in names], object)))
+    if found.size == 0:
         raise UserError(f"{path}: none of its {len(names)} filenames is a training image of these records "
                         "(another dataset, resolution or class subset?)")
-    return hard
-
-
-def mix_in_hard(ordered: tf.data.Dataset, hard_stream: tf.data.Dataset, fraction: float,
-                batch_size: int) -> tf.data.Dataset:
-    """Replace `round(fraction * batch)` records of every batch with hard examples.
-
-    Slots come in a fixed pattern per batch (choose_from_datasets), so every batch has the same
-    share; the normal stream simply supplies fewer records per batch, and the epoch keeps its
-    number of batches (`take` in the caller). The normal records left over at the end of the
-    epoch are a fresh random set every epoch, since the order is.
-    """
-    per_batch = max(1, round(fraction * batch_size))
-    pattern = [1] * per_batch + [0] * (batch_size - per_batch)
-    choice = tf.data.Dataset.from_tensor_slices(tf.constant(pattern, tf.int64)).repeat()
-    return tf.data.Dataset.choose_from_datasets([ordered, hard_stream], choice)
+    return tf.constant(found, tf.int64)

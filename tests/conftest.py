@@ -58,7 +58,7 @@ def write_split(folder: str, *, examples: int, shards: int, classes: int, resolu
                 same_image: bool = False) -> str:
     """Records of a large synthetic train split written directly (tiny raw images, a few bytes
     each), with a manifest as the converter writes it: epoch-scale properties are tested above every
-    buffer and window size without converting 20,000 images. Example i has filename 'i', label
+    buffer without converting 20,000 images. Example i has filename 'i', label
     i % classes and every pixel equal to i % 251 (with `same_image`, every example the same
     colourful gradient instead: then only augmentation can tell two batches apart)."""
     import numpy as np
@@ -98,8 +98,7 @@ def write_split(folder: str, *, examples: int, shards: int, classes: int, resolu
 
 @pytest.fixture(scope="session")
 def large_split(tmp_path_factory):
-    """20,480 examples in 16 shards at 8 px: above the window of the epoch order when it is cut
-    to 1 MiB, as tests do to force several passes."""
+    """20,480 examples in 16 shards at 8 px: above every shuffle buffer and read-ahead."""
     return write_split(str(tmp_path_factory.mktemp("large")), examples=20_480, shards=16, classes=10)
 
 

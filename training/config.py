@@ -62,7 +62,7 @@ class Runtime:
     steps_per_execution: int = 0  # 0: auto (32 on TPU, 1 elsewhere)
     jit_compile: str = "auto"  # auto | true | false
     checkpoint_minutes: float = 20.0  # also save mid-epoch when an epoch runs longer than this
-    cache: str = "auto"  # auto (records of <= 32 px in RAM) | true | false
+    cache: str = "auto"  # auto (decoded train split in RAM when it takes <= 1/4 of it) | true | false
     deterministic: bool = False  # op determinism: reproducible to the last bit, slower
 
 
