@@ -76,3 +76,15 @@ def test_stage_data_copies_once_and_checks_sha256(converted, tmp_path):
     assert "1 shard(s) copied" in lines[0]
     with pytest.raises(UserError, match="48px/manifest.json: missing"):
         staging.stage(converted[0], target, [48])
+
+
+def test_model_train_step_rate_and_the_verdict_beside_the_input(converted):
+    from pipeline.data_folder import DataFolder
+    from training import step_speed
+
+    timed = step_speed.train_images_per_sec("resnet_tiny", DataFolder.open(converted[0], 32), 16, seconds=0.5)
+    assert timed["images_per_sec"] > 0 and timed["resolution"] == 32 and timed["batch_size"] == 16
+    assert timed["device"] == "cpu" and timed["precision"] == "float32"
+    assert step_speed.verdict(1000, 2500, "policy:default").endswith("the input keeps up")
+    # 400 of the 1,000 images/s the model could take: it waits 60% of the time
+    assert "wait for data 60% of the time" in step_speed.verdict(1000, 400, "policy:default")

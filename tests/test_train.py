@@ -88,6 +88,7 @@ def test_two_stage_run_learns_and_logs_every_epoch_once(records, tmp_path):
     assert [int(r["stage"]) for r in rows] == [1] * 5 + [2] * 2
     for row in rows:
         assert float(row["images_per_sec"]) > 0 and 0 <= float(row["val_top5"]) <= 1
+        assert 0 <= float(row["input_wait"]) <= 1
     final = json.load(open(os.path.join(run_dir, "final.json")))
     assert final["resolution"] == 48 and final["epochs"] == 7
     assert final["best_val_accuracy"] > 0.35, rows  # chance is 0.125

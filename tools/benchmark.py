@@ -12,13 +12,16 @@ beside `policy:keras-ops` (our versions of exactly those six ops on every image)
 steady rate over `--epochs` whole epochs after one of warm-up, with the wait for the first batch of
 the run and of a later epoch. `--augment flip,rotate` adds one row per augmentation applied alone
 with p=1 (its worst case), timed on the cached input for `--seconds` over `--repeats` windows.
-The work: pipeline/benchmark.py.
+`--model resnet34` (or `file.py:function`) also times the model's train step on batches already on
+the device, at this resolution and batch size, and prints it beside the input's rate: "the model
+takes X images/s, the input gives Y". The work: pipeline/benchmark.py, training/step_speed.py.
 """
 
 from __future__ import annotations
 
 import sys
 
+from common import files
 from common.cli import command_line
 from pipeline import benchmark
 from tools import arguments
@@ -34,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per row; the median counts")
     parser.add_argument("--baseline", choices=["keras", "none"], default="keras",
                         help="add the Keras-preprocessing-layers row (default keras)")
+    parser.add_argument("--model", help="also time this model's train step (a preset name or file.py:function) "
+                                        "on batches already on the device, beside the input's rate")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a bar chart PNG here (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -44,7 +49,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds, --repeats, --epochs and --batch-size must be positive")
     settings = benchmark.Settings(args.batch_size, tuple(names), args.seconds, args.repeats,
                                   None if args.baseline == "none" else args.baseline, args.epochs)
-    benchmark.measure(args.data, args.resolution, settings, args.json, args.plot)
+    result = benchmark.measure(args.data, args.resolution, settings, plot_path=args.plot)
+    if args.model:
+        from pipeline.data_folder import DataFolder
+        from training import step_speed
+
+        folder = DataFolder.open(args.data, args.resolution)
+        result["model"] = step_speed.train_images_per_sec(args.model, folder, args.batch_size)
+        # the input a run would get: the default policy, cached when runtime.cache = "auto" caches
+        row = "policy:default:cached" if folder.fits_in_ram("train") else "policy:default"
+        rates = {r["augmentation"]: r["images_per_sec"] for r in result["results"]}
+        print(step_speed.verdict(result["model"]["images_per_sec"], rates[row], row))
+    if args.json:
+        files.write_json(args.json, result)
     return 0
 
 

@@ -2,10 +2,10 @@
 `BackupAndRestore` and `ModelCheckpoint`; backend-neutral.
 
 The trainer lists them in this order, which Keras keeps at the end of an epoch:
-`EpochLog` (the CSV row) -> `Checkpoints` (the state moves on, the checkpoint is written) ->
-`BestModel` (best.keras, only for an epoch the checkpoint holds) -> `Curves`. A run killed
-between the CSV row and the checkpoint has a row for an epoch its checkpoint does not hold;
-`trim_log` removes such rows on resume, so every epoch appears exactly once.
+`InputWait` (adds input_wait to the logs) -> `EpochLog` (the CSV row) -> `Checkpoints` (the state
+moves on, the checkpoint is written) -> `BestModel` (best.keras, only for an epoch the checkpoint
+holds) -> `Curves`. A run killed between the CSV row and the checkpoint has a row for an epoch its
+checkpoint does not hold; `trim_log` removes such rows on resume, so every epoch appears exactly once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from training import checkpoint
 from training.run_dir import RunDir, TrainingState
 
 COLUMNS = ["epoch", "stage", "resolution", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy",
-           "val_top5", "images_per_sec", "seconds"]
+           "val_top5", "images_per_sec", "input_wait", "seconds"]
 
 
 def read_log(run: RunDir) -> list[dict]:
@@ -83,7 +83,7 @@ class EpochLog(keras.callbacks.Callback):
                "lr": f"{float(self.schedule(max(step - 1, 0))):.6g}",
                "images_per_sec": round(self._batches * self.batch_size / max(self._train_seconds or seconds, 1e-9), 1),
                "seconds": round(seconds, 1)}
-        for key in ("loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5"):
+        for key in ("loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "input_wait"):
             value = logs.get(key)
             row[key] = "" if value is None else f"{float(value):.5f}"
         _write_log(self.run, read_log(self.run) + [row])
@@ -201,3 +201,35 @@ def save_model(model, path: str) -> None:
     finally:
         if os.path.exists(local):
             os.remove(local)
+
+
+class InputWait(keras.callbacks.Callback):
+    """`input_wait` in the epoch's logs (log.csv, TensorBoard, the epoch line): the share of the
+    epoch's training time spent waiting for the next batch (pipeline/wait_meter.py), 0..1. Above
+    `advice_above`, says once what to do about it. Listed before the callbacks that read the logs."""
+
+    ADVICE = ("the accelerator waited for input {share:.0%} of epoch {epoch}'s training time: try "
+              "augment.on = \"device\" (augment on the accelerator), runtime.cache = \"true\", a lighter "
+              "augment.policy, or a runtime with more host CPU cores (`python -m tools.benchmark --model ...` "
+              "compares the two rates)")
+
+    def __init__(self, meter, log=print, advice_above: float = 0.1):
+        super().__init__()
+        self.meter, self.log, self.advice_above, self._advised = meter, log, advice_above, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.meter.reset()
+        self._start, self._train_seconds = time.monotonic(), None
+
+    def on_test_begin(self, logs=None):
+        if self._train_seconds is None:  # training time without the validation pass
+            self._train_seconds = time.monotonic() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self._train_seconds or time.monotonic() - self._start
+        share = min(1.0, self.meter.seconds / max(seconds, 1e-9))
+        if logs is not None:
+            logs["input_wait"] = share
+        if share > self.advice_above and not self._advised:
+            self._advised = True
+            self.log(self.ADVICE.format(share=share, epoch=epoch + 1))

@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
-import os
 import time
 
 from common import files
 from common.errors import UserError
 from model import custom
-from pipeline import dataset
+from pipeline import dataset, wait_meter
 from pipeline.data_folder import DataFolder
 from pipeline.dataset import InputSpec
 from training import callbacks, checkpoint, evaluation, model_setup, processes, resume
@@ -72,6 +71,7 @@ class Trainer:
         self.config, self.run, self.runtime, self.verbose, self.log = config, run, runtime, verbose, log
         # JAX processes other than 0 read the run directory (the same checkpoint) and write nothing
         self.writes = runtime.writes_run_dir
+        self.input_wait = wait_meter.WaitMeter()  # seconds the training input kept the model waiting
         for index, stage in enumerate(config.stages):
             if stage.batch_size % runtime.replicas:
                 raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
@@ -100,8 +100,7 @@ class Trainer:
 
     def _specs(self, stage: StagePlan, first_epoch: int) -> tuple[InputSpec, InputSpec]:
         config = self.config
-        cache = {"auto": _fits_in_ram(stage.folder.decoded_bytes("train")), "true": True,
-                 "false": False}[config.runtime.cache]
+        cache = {"auto": stage.folder.fits_in_ram("train"), "true": True, "false": False}[config.runtime.cache]
         classes = config.classes or None
         train = InputSpec("train", stage.batch_size, policy=config.augment.steps if config.augment.on == "host" else (),
                           seed=config.seed, first_epoch=first_epoch, epochs=stage.last_epoch - first_epoch,
@@ -117,7 +116,7 @@ class Trainer:
             ds, _ = dataset.build(stage.folder, train_spec, context)
             # A step takes one batch per replica from its worker's pipeline.
             per_step = context.num_replicas_in_sync // context.num_input_pipelines if context else 1
-            return ds.skip(skip_batches * per_step) if skip_batches else ds
+            return wait_meter.metered(ds.skip(skip_batches * per_step) if skip_batches else ds, self.input_wait)
 
         def val(context):
             return dataset.build(stage.folder, val_spec, context)[0]
@@ -196,7 +195,8 @@ class Trainer:
                                             save=self.writes)
         if not self.writes:
             return [checkpoints]
-        listed = [callbacks.EpochLog(run, stage.index, stage.resolution, stage.batch_size, self.schedule),
+        listed = [callbacks.InputWait(self.input_wait, self.log),
+                  callbacks.EpochLog(run, stage.index, stage.resolution, stage.batch_size, self.schedule),
                   checkpoints, callbacks.BestModel(run, state), callbacks.Curves(run)]
         if importlib.util.find_spec("tensorboard") is not None:
             listed.append(callbacks.TensorBoard(run.tensorboard, self.schedule))
@@ -249,14 +249,3 @@ class Trainer:
                  f"top-5 {result['val_top5_tta']:.4f}" + (" (EXPERIMENT)" if state.rules_broken else ""))
         return result
 
-
-def _fits_in_ram(size: int) -> bool:
-    """`runtime.cache = "auto"`: keep a split's decoded images in RAM when they take at most a
-    quarter of this machine's memory (1.24 GB for the whole 64 px train split: every Colab runtime).
-    Cached, the records are read once per run instead of once per epoch, and held once instead of
-    twice (the next epoch's read overlaps this one's)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return False
-    return size <= total // 4
