@@ -61,6 +61,8 @@ class InputSpec:
     # evaluation batches padded to a multiple of `pad_to` with a weight-0 third element
     normalised: bool = False
     with_filenames: bool = False
+    # training: the records' boxes as a third element (augment.on = "device": object_crop in the train step)
+    with_boxes: bool = False
     pad_to: int = 1
     # evaluation: every batch exactly the per-pipeline batch and every input pipeline as many
     # batches (the most any needs), weight-0 rows filling up: JAX over several processes needs one

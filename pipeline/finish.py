@@ -55,7 +55,8 @@ def resized(images, size: int):
 
 def batch_finisher(folder: DataFolder, spec, subset: ClassSubset, batch_size: int = 0):
     """`(seed, decoded batch) -> outputs` for `spec` (a dataset.InputSpec): (images, labels),
-    plus the filenames with `with_filenames`, plus sample weights for padded evaluation batches.
+    plus the filenames with `with_filenames`, the boxes with `with_boxes` (training), or sample
+    weights for padded evaluation batches.
     With `spec.resize_to` (other than the records' resolution) the decoded images are resized
     first, in the graph, so that augmentation and the model see the new size."""
     steps = spec.policy if spec.is_training else ()
@@ -72,7 +73,9 @@ def batch_finisher(folder: DataFolder, spec, subset: ClassSubset, batch_size: in
         images, onehot = finish(images, labels, parsed["bbox"], seed)
         if pad_to > 1 or fill_to:
             return _padded(images, onehot, 1 if fill_to else pad_to, fill_to)
-        return (images, onehot, parsed["filename"]) if spec.with_filenames else (images, onehot)
+        if spec.with_filenames:
+            return images, onehot, parsed["filename"]
+        return (images, onehot, parsed["bbox"]) if spec.with_boxes and spec.is_training else (images, onehot)
 
     return batch_fn
 

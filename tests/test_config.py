@@ -48,8 +48,6 @@ STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
      r"3 distinct augmentations; the course rule asks for at least 10"),
     ('[augment]\npolicy = "flip, swirl"\n' + STAGE, r"augment.policy: unknown augmentation 'swirl'"),
     ("model = [\n", r"c.toml: not valid TOML"),
-    ('[augment]\non = "device"\npolicy = "flip, translate, scale, rotate, shear, brightness, contrast, saturation, '
-     'hue, cutout, object_crop"\n' + STAGE, r"object_crop needs the records' boxes"),
 ])
 def test_bad_configs_are_refused_with_the_file_and_key(tmp_path, text, message):
     with pytest.raises(UserError, match=message):

@@ -272,7 +272,9 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_augmentation_on_the_device_trains_under_tensorflow_and_is_refused_under_jax(records, tmp_path):
     config = config_file(tmp_path, [(32, 1, 32)], '[runtime]\njit_compile = "true"\n')
     with open(config) as handle:
-        text = handle.read().replace("[augment]\n", '[augment]\non = "device"\n')
+        # the boxes travel with the batch: object_crop runs in the train step too
+        text = handle.read().replace("[augment]\n", '[augment]\non = "device"\n').replace(
+            'policy = "', 'policy = "object_crop:p=0.5, ')
     with open(config, "w") as handle:
         handle.write(text)
     run_dir = str(tmp_path / "device")
@@ -419,18 +421,24 @@ def test_the_train_step_trains_on_the_policy_applied_with_its_replica_seed():
         return plain(data)
 
     net.train_step = recording_step
-    policy = "flip:p=1, brightness:p=1, cutout:p=1"
-    augment_in_train_step(net, policies.parse(policy), seed=11, backend="tensorflow")
+    # the whole default policy, object_crop added: the boxes travel with the batch as its third element
+    policy = policies.DEFAULT_POLICY + ", object_crop:p=1, brightness:p=1, cutout:p=1"
+    augment_in_train_step(net, policies.parse(policy), seed=11, backend="tensorflow", resolution=16, num_classes=4)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (2, 8, 16, 16, 3)).astype(np.float32)
     labels = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (2, 8))]
-    net.fit(tf.data.Dataset.from_tensor_slices((images, labels)), epochs=1, verbose=0)
+    corner = rng.uniform(0.05, 0.4, (2, 8, 2))
+    boxes = np.concatenate([corner, corner + 0.5], axis=-1).astype(np.float32)  # xmin, ymin, xmax, ymax
+    net.fit(tf.data.Dataset.from_tensor_slices((images, labels, boxes)), epochs=1, verbose=0)
     assert len(seen) == 2
     for step in range(2):
         with tf.distribute.get_strategy().scope():
             seed = tf.distribute.get_strategy().run(lambda s=step: replica_seed(11, tf.constant(s, tf.int64)))
-        expected, _ = Policy(policies.parse(policy))(tf.constant(images[step]), tf.constant(labels[step]), seed)
+        expected, _ = Policy(policies.parse(policy))(tf.constant(images[step]), tf.constant(labels[step]), seed,
+                                                     tf.constant(boxes[step]))
         np.testing.assert_allclose(seen[step], expected.numpy(), atol=1e-3)
+        without_boxes, _ = Policy(policies.parse(policy))(tf.constant(images[step]), tf.constant(labels[step]), seed)
+        assert np.abs(seen[step] - without_boxes.numpy()).mean() > 1  # the boxes did reach object_crop
         assert np.abs(seen[step] - images[step]).mean() > 5  # really augmented
 
 

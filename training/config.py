@@ -280,11 +280,6 @@ def validate(config: Config) -> None:
         steps = policy.parse(config.augment.policy)
     except UserError as error:
         raise UserError(f"{where}: augment.policy: {str(error).split(': ', 1)[-1]}") from None
-    if config.augment.on == "device":
-        box_aware = sorted({s.name for s in steps} & policy.BOX_AWARE)
-        if box_aware:
-            raise UserError(f"{where}: augment.policy: {box_aware[0]} needs the records' boxes, which do not reach "
-                            'the train step with augment.on = "device"; drop it or use augment.on = "host"')
     if enforce and len({s.name for s in steps}) < MIN_AUGMENTATIONS:
         raise UserError(f"{where}: augment.policy has {len({s.name for s in steps})} distinct augmentations; the "
                         f"course rule asks for at least {MIN_AUGMENTATIONS}")

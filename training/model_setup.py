@@ -9,6 +9,7 @@ from common.errors import UserError
 from model import custom, rules
 from pipeline.data_folder import DataFolder
 from training.config import Config
+from training.device_augment import augment_in_train_step, build_from_a_plain_batch
 from training.schedules import StagedCyclicalLearningRate
 from training.strategy import Runtime
 
@@ -80,26 +81,10 @@ def build_model(config: Config, runtime: Runtime, folder: DataFolder, num_classe
                                       keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
                     steps_per_execution=steps_per_execution, jit_compile=jit)
         net.optimizer.build(net.trainable_variables)  # a loss-scale wrapper builds its inner optimizer too
-        if runtime.kind == "multiworker":
-            _build_without_a_distributed_batch(net, config.stages[0].resolution, num_classes)
-    if config.augment.on == "device":
-        from training.device_augment import augment_in_train_step
-
-        augment_in_train_step(net, config.augment.steps, config.seed, runtime.backend)
+        if config.augment.on == "device":  # builds the model from a plain batch, as multiworker needs too
+            augment_in_train_step(net, config.augment.steps, config.seed, runtime.backend,
+                                  config.stages[0].resolution, num_classes)
+        elif runtime.kind == "multiworker":
+            build_from_a_plain_batch(net, config.stages[0].resolution, num_classes)
     return net, broken
 
-
-def _build_without_a_distributed_batch(net, resolution: int, num_classes: int) -> None:
-    """Work around Keras 3 under MultiWorkerMirroredStrategy.
-
-    Before the first step `fit` builds the metrics from the first batch, which it averages with
-    `strategy.reduce("MEAN", batch)`; MultiWorkerMirroredStrategy rejects that nested reduce
-    ("Attempt to convert a value (PerReplica...)"). Building from a dummy batch of the right
-    shapes beforehand and skipping that step gives the same state.
-    """
-    import numpy as np
-
-    images = np.zeros((2, resolution, resolution, 3), np.uint8)
-    labels = np.zeros((2, num_classes), np.float32)
-    net._symbolic_build(data_batch=(images, labels))
-    net._maybe_symbolic_build = lambda iterator=None, data_batch=None: None

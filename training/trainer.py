@@ -105,7 +105,8 @@ class Trainer:
         train = InputSpec("train", stage.batch_size, policy=config.augment.steps if config.augment.on == "host" else (),
                           seed=config.seed, first_epoch=first_epoch, epochs=stage.last_epoch - first_epoch,
                           steps_per_epoch=stage.steps_per_epoch, hard_examples=config.augment.hard_examples or None,
-                          hard_fraction=config.augment.hard_fraction, classes=classes, cache=cache)
+                          hard_fraction=config.augment.hard_fraction, classes=classes, cache=cache,
+                          with_boxes=config.augment.on == "device")
         val = dataclasses.replace(self._evaluation_spec(stage.batch_size), cache=cache)
         return train, val
 
