@@ -92,7 +92,7 @@ def whole(folder: DataFolder, records: tf.data.Dataset, count: int) -> tf.data.D
 
     def joined(chunks, sizes):
         check = tf.debugging.assert_equal(tf.reduce_sum(sizes), tf.constant(count, tf.int64), message=(
-            f"{folder.folder}: the records hold another number of examples than the manifest's {count}"))
+            f"{folder.folder}: the records hold another number of examples than the manifest says ({count})"))
         with tf.control_dependencies([check]):
             return {name: tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], 0))
                     for name, value in chunks.items()}

@@ -225,3 +225,27 @@ def test_jax_processes_read_disjoint_shares_that_cover_each_epoch(large_split):
         assert not set(zero) & set(one)
         assert sorted(np.concatenate([zero, one])) == list(range(EXAMPLES))
     assert not np.array_equal(shares[0][0], shares[0][1])  # a fresh order in the second epoch
+
+
+def test_records_that_disagree_with_the_manifest_count_are_named(tmp_path):
+    """A manifest that says 20 more examples than the shards hold (a folder copied from an older
+    conversion): one line naming the folder and the count, not a hang or a short epoch."""
+    import json
+    import os
+
+    from common.errors import UserError
+    from pipeline.data_folder import DataFolder
+    from tests.conftest import write_split
+
+    data = write_split(str(tmp_path), examples=600, shards=2, classes=3)
+    path = os.path.join(data, "8px", "manifest.json")
+    manifest = json.load(open(path))
+    manifest["splits"]["train"]["num_examples"] = 620
+    json.dump(manifest, open(path, "w"))
+    expected = r"8px: the records hold another number of examples than the manifest says \(620\)"
+    with pytest.raises(UserError, match=expected):
+        with DataFolder.open(data, 8).naming_corrupt_shards() as folder:
+            from pipeline import dataset
+
+            ds, _ = dataset.build(folder, dataset.InputSpec("train", 64, epochs=1))
+            next(iter(ds))
