@@ -71,7 +71,9 @@ class Trainer:
         self.config, self.run, self.runtime, self.verbose, self.log = config, run, runtime, verbose, log
         # JAX processes other than 0 read the run directory (the same checkpoint) and write nothing
         self.writes = runtime.writes_run_dir
-        self.input_wait = wait_meter.WaitMeter()  # seconds the training input kept the model waiting
+        # seconds the training input kept the model waiting; TensorFlow's op determinism forbids
+        # reading the clock inside tf.data, so a deterministic run logs no input_wait
+        self.input_wait = None if config.runtime.deterministic else wait_meter.WaitMeter()
         for index, stage in enumerate(config.stages):
             if stage.batch_size % runtime.replicas:
                 raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
@@ -117,7 +119,8 @@ class Trainer:
             ds, _ = dataset.build(stage.folder, train_spec, context)
             # A step takes one batch per replica from its worker's pipeline.
             per_step = context.num_replicas_in_sync // context.num_input_pipelines if context else 1
-            return wait_meter.metered(ds.skip(skip_batches * per_step) if skip_batches else ds, self.input_wait)
+            ds = ds.skip(skip_batches * per_step) if skip_batches else ds
+            return wait_meter.metered(ds, self.input_wait) if self.input_wait else ds
 
         def val(context):
             return dataset.build(stage.folder, val_spec, context)[0]
@@ -196,9 +199,9 @@ class Trainer:
                                             save=self.writes)
         if not self.writes:
             return [checkpoints]
-        listed = [callbacks.InputWait(self.input_wait, self.log),
-                  callbacks.EpochLog(run, stage.index, stage.resolution, stage.batch_size, self.schedule),
-                  checkpoints, callbacks.BestModel(run, state), callbacks.Curves(run)]
+        listed = [callbacks.InputWait(self.input_wait, self.log)] if self.input_wait else []
+        listed += [callbacks.EpochLog(run, stage.index, stage.resolution, stage.batch_size, self.schedule),
+                   checkpoints, callbacks.BestModel(run, state), callbacks.Curves(run)]
         if importlib.util.find_spec("tensorboard") is not None:
             listed.append(callbacks.TensorBoard(run.tensorboard, self.schedule))
         return listed + [self._lock_guard]
