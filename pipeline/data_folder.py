@@ -146,10 +146,10 @@ class DataFolder:
             yield self
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
             text = str(error).lower()
-            counted = re.search(r"\S+: the records hold another number of examples than the manifest says \(\d+\)",
-                                str(error))
+            counted = re.search(r"\[([^\]]*: the records hold another number of examples than the manifest says "
+                                r"\(\d+\))\]", str(error))
             if counted:  # pipeline.read.whole counted them: the manifest and the files disagree
-                raise UserError(f"{counted.group(0)}; re-run tools.convert or copy the folder again") from None
+                raise UserError(f"{counted.group(1)}; re-run tools.convert or copy the folder again") from None
             if isinstance(error, tf.errors.InvalidArgumentError) and "record" not in text and "reshape" not in text:
                 raise
             bad = [files.join(self.folder, shard["file"])

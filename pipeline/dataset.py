@@ -6,8 +6,8 @@
     evaluation: read in file order -> batch -> parse and decode the batch
     -> augment (one XLA function per batch) -> prefetch
 
-configured by one typed `InputSpec`. Parsing and augmenting whole batches costs one kernel launch
-per batch instead of one per image. Training data is built epoch by epoch
+configured by one typed `InputSpec`. Parsing (in chunks) and augmenting whole batches costs one
+kernel launch per batch instead of one per image. Training data is built epoch by epoch
 (`Dataset.range(first_epoch, ...).flat_map(...)`) with every random choice seeded from
 (seed, epoch, input pipeline, batch): the data of epoch 37 is the same whether a run got there in
 one go or resumed after a disconnect. Each epoch yields exactly `steps_per_epoch` steps of batches:
@@ -128,7 +128,9 @@ def _layout(folder: DataFolder, spec: InputSpec, context: tf.distribute.InputCon
         # One pipeline feeds all replicas of its worker, one batch each per step, round-robin.
         replicas = max(1, context.num_replicas_in_sync // share.pipelines)
     subset = folder.subset(spec.classes)
-    if share.pipelines > 1 and not subset.is_all and share.by_shard(len(folder.shards(spec.split))):
+    if share.pipelines > 1 and not subset.is_all:
+        # whole shards per pipeline hold unknown shares of the subset, and every n-th record of a
+        # filtered stream too: the manifest cannot say how many each pipeline gets
         raise UserError("classes subsets with several input pipelines: shard the records per class first")
     count = read.share_count(folder, spec.split, share, subset)
     if batch_size < 1:

@@ -2,7 +2,7 @@
 batch drawn from a list of training images, the batch size and the epoch length unchanged.
 
 The list becomes the hard examples' indices in this input pipeline's records (the same indices
-`epoch_order.whole_split` gives them), so that an epoch's batches are index arithmetic
+`pipeline.read.whole` gives them), so that an epoch's batches are index arithmetic
 (`epoch_order.batch_indices`) and the records are still read once."""
 
 from __future__ import annotations

@@ -101,12 +101,10 @@ def whole(folder: DataFolder, records: tf.data.Dataset, count: int) -> tf.data.D
             .batch(-(-count // CHUNK) + 1).map(joined).take(1))
 
 
-def batches(folder: DataFolder, split: str, batch_size: int, repeat: bool = False) -> tf.data.Dataset:
-    """Decoded batches of a whole split in file order (the last one short), or endlessly with
-    `repeat` (then every batch full): the reading any pipeline must at least do."""
+def batches(folder: DataFolder, split: str, batch_size: int) -> tf.data.Dataset:
+    """Decoded batches of a whole split in file order (the last one short): for the statistics,
+    the preview and the tests."""
     stream = in_order(folder, split)
-    if repeat:
-        stream = stream.repeat()
-    return (stream.batch(batch_size, drop_remainder=repeat)
+    return (stream.batch(batch_size)
             .map(lambda serialized: decode(folder, serialized), num_parallel_calls=AUTOTUNE)
             .prefetch(AUTOTUNE))

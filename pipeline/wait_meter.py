@@ -18,7 +18,8 @@ class WaitMeter:
     """Seconds spent waiting for elements of the datasets it meters, since the last `reset`."""
 
     def __init__(self):
-        with tf.init_scope():  # a plain host variable, outside any distribution strategy
+        # a plain host variable, outside any distribution strategy, beside tf.data on the CPU
+        with tf.init_scope(), tf.device("/CPU:0"):
             self._seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="input_wait_seconds")
 
     @property
@@ -40,4 +41,10 @@ def metered(dataset: tf.data.Dataset, meter: WaitMeter) -> tf.data.Dataset:
         with tf.control_dependencies([meter.add(tf.timestamp() - asked_at)]):
             return tf.nest.map_structure(tf.identity, element)
 
-    return tf.data.Dataset.zip((asked, dataset)).map(waited)  # sequential: runs in the consumer's call
+    timed = tf.data.Dataset.zip((asked, dataset)).map(waited)  # sequential: runs in the consumer's call
+    # ... unless tf.data puts a prefetch after it (its default `inject_prefetch` does so to the last
+    # map of a pipeline): the timestamps would then be taken by that prefetch's thread, which asks
+    # for the next element at once, and a slightly slow input would read as waiting all the time.
+    options = tf.data.Options()
+    options.experimental_optimization.inject_prefetch = False
+    return timed.with_options(options)

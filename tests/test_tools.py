@@ -29,10 +29,10 @@ def test_benchmark_rows_and_json(converted, tmp_path):
     rate = {r["augmentation"]: r["images_per_sec"] for r in result["results"]}
     # The Keras layers row is the plain pipeline plus six ops: it cannot be faster than the plain row.
     assert rate["keras"] < rate["plain"]
-    # Every training-input row has its waits; the first batch of the run waits at least as long as a
-    # batch a later epoch starts with, for rows that read the split whole first.
-    steady = [r for r in result["results"] if r["augmentation"] not in ("flip", "cutout")]
-    assert all(r["first_batch_s"] >= 0 and r["epoch_start_wait_s"] >= 0 for r in steady)
+    # From the cache a later epoch starts at once; the run's first batch waited for the whole read
+    # (and the tracing of the pipeline).
+    cached = next(r for r in result["results"] if r["augmentation"] == "none:cached")
+    assert cached["epoch_start_wait_s"] < cached["first_batch_s"], cached
     assert Image.open(tmp_path / "bench.png").size[0] > 300
 
 

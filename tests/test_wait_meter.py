@@ -41,6 +41,21 @@ def test_a_slow_producer_is_waited_for_and_a_ready_one_is_not():
     assert meter.seconds < 20 * SLEEP * 0.25, meter.seconds
 
 
+def test_a_producer_a_little_slower_than_its_consumer_is_waited_for_the_difference():
+    """Produced in 20 ms, consumed in 10 ms: once the one element made ahead is used up, every
+    request waits about 20 - 10 = 10 ms (not the whole 20 ms of a prefetch thread's view)."""
+    meter = wait_meter.WaitMeter()
+    iterator = iter(wait_meter.metered(slow(tf.data.Dataset.range(40)).prefetch(1), meter))
+    next(iterator)
+    meter.reset()
+    start = time.perf_counter()
+    for _ in iterator:
+        time.sleep(SLEEP / 2)
+    elapsed = time.perf_counter() - start
+    assert 39 * SLEEP / 2 * 0.5 <= meter.seconds <= 39 * SLEEP / 2 * 1.6, (meter.seconds, elapsed)
+    assert meter.seconds < 0.75 * elapsed  # the consumer's own 10 ms per element are not waiting
+
+
 def fit_input_wait(dataset, model, steps=12):
     meter = wait_meter.WaitMeter()
     advice = []
@@ -59,7 +74,8 @@ def test_input_wait_in_the_logs_of_an_input_bound_and_a_model_bound_fit():
     late = batch.repeat().map(lambda x, y: (tf.py_function(lambda v: (time.sleep(0.05), v)[1], [x], tf.float32), y))
     late = late.map(lambda x, y: (tf.ensure_shape(x, images.shape), y))
     shares, advice = fit_input_wait(late, free)
-    assert all(share > 0.6 for share in shares), shares  # 50 ms a batch against a step of about a millisecond
+    # 50 ms a batch against a step of about a millisecond (the first epoch also compiles the step)
+    assert shares[-1] > 0.8 and shares[0] > 0.3, shares
     assert len(advice) == 1 and "augment.on = \"device\"" in advice[0]  # said once, not every epoch
 
     heavy = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(256, 3, padding="same"),
