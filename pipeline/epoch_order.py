@@ -55,7 +55,11 @@ def _stream(stream_key: tf.Tensor, pool: tf.Tensor | int, needed: int) -> tf.Ten
     example list take a minute to trace)."""
     size = pool if isinstance(pool, int) else int(pool.shape[0])
     rounds = -(-needed // size)
-    order = tf.reshape(permutation(stream_key, size, rounds), [-1])[:needed]
+    first_key = tf.random.experimental.stateless_fold_in(stream_key, 0, alg="philox")
+    if rounds == 1:  # the usual epoch: one permutation
+        order = permutation(first_key, size)[:needed]
+    else:
+        order = tf.reshape(permutation(first_key, size, rounds), [-1])[:needed]
     return order if isinstance(pool, int) else tf.gather(pool, order)
 
 
