@@ -55,7 +55,22 @@ def global_step(model) -> int:
     return int(keras.ops.convert_to_numpy(checkpoint.inner_optimizer(model.optimizer).iterations))
 
 
-class EpochLog(keras.callbacks.Callback):
+class _TrainingClock(keras.callbacks.Callback):
+    """An epoch's training seconds, the validation pass left out: for the speed and the input wait."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._train_seconds = time.monotonic(), None
+
+    def on_test_begin(self, logs=None):
+        if self._train_seconds is None:  # the first validation batch ends training
+            self._train_seconds = time.monotonic() - self._start
+
+    def train_seconds(self) -> float:
+        """Seconds of training in this epoch (all of it so far when no validation has started)."""
+        return self._train_seconds or time.monotonic() - self._start
+
+
+class EpochLog(_TrainingClock):
     """One row of log.csv per epoch: stage, resolution, learning rate, metrics, training speed."""
 
     def __init__(self, run: RunDir, stage: int, resolution: int, batch_size: int, schedule):
@@ -64,16 +79,11 @@ class EpochLog(keras.callbacks.Callback):
             run, stage, resolution, batch_size, schedule)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.monotonic()
-        self._train_seconds = None
+        super().on_epoch_begin(epoch, logs)
         self._batches = 0
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches = batch + 1
-
-    def on_test_begin(self, logs=None):
-        if self._train_seconds is None:  # training speed without the validation pass
-            self._train_seconds = time.monotonic() - self._start
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -81,7 +91,7 @@ class EpochLog(keras.callbacks.Callback):
         step = global_step(self.model)
         row = {"epoch": epoch + 1, "stage": self.stage + 1, "resolution": self.resolution,
                "lr": f"{float(self.schedule(max(step - 1, 0))):.6g}",
-               "images_per_sec": round(self._batches * self.batch_size / max(self._train_seconds or seconds, 1e-9), 1),
+               "images_per_sec": round(self._batches * self.batch_size / max(self.train_seconds(), 1e-9), 1),
                "seconds": round(seconds, 1)}
         for key in ("loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "input_wait"):
             value = logs.get(key)
@@ -203,7 +213,7 @@ def save_model(model, path: str) -> None:
             os.remove(local)
 
 
-class InputWait(keras.callbacks.Callback):
+class InputWait(_TrainingClock):
     """`input_wait` in the epoch's logs (log.csv, TensorBoard, the epoch line): the share of the
     epoch's training time spent waiting for the next batch (pipeline/wait_meter.py), 0..1. Above
     `advice_above`, says once what to do about it. Listed before the callbacks that read the logs."""
@@ -218,16 +228,11 @@ class InputWait(keras.callbacks.Callback):
         self.meter, self.log, self.advice_above, self._advised = meter, log, advice_above, False
 
     def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
         self.meter.reset()
-        self._start, self._train_seconds = time.monotonic(), None
-
-    def on_test_begin(self, logs=None):
-        if self._train_seconds is None:  # training time without the validation pass
-            self._train_seconds = time.monotonic() - self._start
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = self._train_seconds or time.monotonic() - self._start
-        share = min(1.0, self.meter.seconds / max(seconds, 1e-9))
+        share = min(1.0, self.meter.seconds / max(self.train_seconds(), 1e-9))
         if logs is not None:
             logs["input_wait"] = share
         if share > self.advice_above and not self._advised:
