@@ -28,7 +28,7 @@ import tensorflow as tf
 
 import pipeline.ops  # noqa: F401  (registers every op)
 from pipeline import policy
-from pipeline.ops import draws
+from pipeline.ops import draws, row_view
 from pipeline.ops.colour import apply_colour
 from pipeline.ops.geometric import warp
 from pipeline.policy import Augmentation
@@ -84,7 +84,7 @@ class Policy:
             return images, labels
         static = images.shape
         size = static[0] if static[0] is not None else tf.shape(images)[0]
-        facts = draws.BatchFacts(size, static[1], static[2], tf.reduce_mean(images, axis=[1, 2]), bbox)
+        facts = draws.BatchFacts(size, static[1], static[2], row_view.mean_colour(images), bbox)
         # One seed per step, by its place in the policy: the same whatever kind runs first.
         seeds = draws.split(tf.cast(seed, tf.int64), len(self.steps))
         seed_of = {id(step): seeds[i] for i, step in enumerate(self.steps)}

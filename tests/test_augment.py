@@ -334,3 +334,30 @@ def test_the_executor_takes_parsed_steps_only():
     assert policy.steps == (policies.Augmentation("flip", 0.5, 0.0), policies.Augmentation("hue", 1.0, 0.1))
     assert policy.names == ["flip", "hue"] and len(policy) == 2
     assert policies.parse(policy.steps) == policy.steps  # parsed steps pass through as they are
+
+
+def test_cutmix_label_share_is_the_share_of_pasted_pixels_exactly():
+    # Constant images with distinct values: every pixel says which image it came from, so the pasted
+    # share is counted from the output, and the soft label must give exactly that share.
+    size, res = 16, 64
+    values = np.arange(size, dtype=np.float32) * 15
+    images = tf.constant(np.broadcast_to(values[:, None, None, None], (size, res, res, 3)).copy())
+    labels = tf.one_hot(np.arange(size), size)
+    for seed in range(4):
+        out, soft = augment.Policy(policies.parse("cutmix:p=1"))(images, labels, tf.constant([seed, 1], tf.int64))
+        out, soft = out.numpy(), soft.numpy()
+        for i in range(size):
+            own = (out[i] == values[i]).all(-1).mean()
+            assert soft[i, i] == pytest.approx(own, abs=1e-6), (seed, i)
+
+
+def test_cutout_fills_a_square_with_the_images_mean_colour():
+    images, labels, _ = smooth_batch(size=8, res=64)
+    out, _ = augment.Policy(policies.parse("cutout:p=1:m=0.25"))(images, labels, SEED)
+    for before, after in zip(images.numpy(), out.numpy()):
+        erased = np.abs(after - before).max(-1) > 1e-3
+        mean = before.astype(np.float64).mean((0, 1))  # the reference: numpy in float64
+        np.testing.assert_allclose(after[erased], np.broadcast_to(mean, after[erased].shape), atol=1e-3)
+        rows, cols = np.nonzero(erased.any(1))[0], np.nonzero(erased.any(0))[0]
+        assert rows.size <= 16 and cols.size <= 16  # a side of m * 64 = 16 px, less where it hangs over
+        assert erased.sum() == rows.size * cols.size  # one solid rectangle

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.ops import draws
+from pipeline.ops import draws, row_view
 from pipeline.ops.draws import BatchFacts
 from pipeline.policy import register
 
@@ -20,6 +20,11 @@ def _beta_like(facts: BatchFacts, seed, alpha: float):
     u = tf.clip_by_value(draws.uniform(facts, seeds[0]), _EDGE, 1 - _EDGE)
     draw = tf.pow(1.0 - tf.pow(1.0 - u, 1.0 / alpha), 1.0 / alpha)
     return tf.where(draws.coin(facts, seeds[1], 0.5), draw, 1.0 - draw)
+
+
+def _centres_within(low, high):
+    """How many pixel centres k + 0.5 (k an integer) lie in [low, high)."""
+    return tf.maximum(tf.math.ceil(high - 0.5) - tf.math.ceil(low - 0.5), 0.0)
 
 
 def _partners(facts: BatchFacts, seed):
@@ -51,12 +56,16 @@ def cutmix(facts: BatchFacts, images, labels, seed, p: float, m: float):
     cy, cx = draws.uniform(facts, seeds[2], 0.0, h), draws.uniform(facts, seeds[3], 0.0, w)
     y0, y1 = tf.clip_by_value(cy - side * h / 2, 0, h), tf.clip_by_value(cy + side * h / 2, 0, h)
     x0, x1 = tf.clip_by_value(cx - side * w / 2, 0, w), tf.clip_by_value(cx + side * w / 2, 0, w)
-    rows = tf.range(h)[None, :, None] + 0.5
-    cols = tf.range(w)[None, None, :] + 0.5
+    # On the row view (pipeline/ops/row_view.py): a mask over [H, W * 3], no broadcast over channels.
+    rows, cols = row_view.pixel_rows(facts.height), row_view.pixel_columns(facts.width)
     inside = (rows >= y0[:, None, None]) & (rows < y1[:, None, None]) & \
              (cols >= x0[:, None, None]) & (cols < x1[:, None, None])
-    inside &= draws.coin(facts, seeds[4], p)[:, None, None]
-    mixed = tf.where(inside[..., None], tf.gather(images, partner), images)
-    taken = tf.reduce_mean(tf.cast(inside, tf.float32), axis=[1, 2])  # exact pasted share
+    pasted = draws.coin(facts, seeds[4], p)
+    inside &= pasted[:, None, None]
+    flat = row_view.rows(images)
+    mixed = row_view.images_of(tf.where(inside, tf.gather(flat, partner), flat), images)
+    # The exact pasted share, counted instead of averaged over the mask: the pixel centres k + 0.5
+    # inside [low, high) are k = ceil(low - 0.5) .. ceil(high - 0.5) - 1.
+    taken = tf.where(pasted, _centres_within(y0, y1) * _centres_within(x0, x1) / (h * w), 0.0)
     return mixed, labels * (1 - taken[:, None]) + tf.gather(labels, partner) * taken[:, None]
 

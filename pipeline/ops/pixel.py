@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.ops import draws
+from pipeline.ops import draws, row_view
 from pipeline.ops.draws import BatchFacts
 from pipeline.policy import register
 
@@ -26,12 +26,12 @@ def cutout(facts: BatchFacts, images, seed, p: float, m: float):
     half_h, half_w = m * facts.height / 2, m * facts.width / 2
     cy = draws.uniform(facts, seeds[0], 0.0, float(facts.height))
     cx = draws.uniform(facts, seeds[1], 0.0, float(facts.width))
-    rows = tf.range(facts.height, dtype=tf.float32)[None, :, None] + 0.5
-    cols = tf.range(facts.width, dtype=tf.float32)[None, None, :] + 0.5
-    inside = (tf.abs(rows - cy[:, None, None]) < half_h) & (tf.abs(cols - cx[:, None, None]) < half_w)
+    # On the row view (pipeline/ops/row_view.py): a mask over [H, W * 3], no broadcast over channels.
+    inside = (tf.abs(row_view.pixel_rows(facts.height) - cy[:, None, None]) < half_h) & (
+        tf.abs(row_view.pixel_columns(facts.width) - cx[:, None, None]) < half_w)
     inside &= draws.coin(facts, seeds[2], p)[:, None, None]
-    fill = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
-    return tf.where(inside[..., None], fill, images)
+    fill = row_view.along_rows(row_view.mean_colour(images), facts.width)
+    return row_view.images_of(tf.where(inside, fill, row_view.rows(images)), images)
 
 
 @register("pixel")
