@@ -34,7 +34,7 @@ def parse(argv):
                         help="split the CPU into N logical devices and train data-parallel (testing without GPUs)")
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="train N more epochs, checkpoint and stop (fits a Colab session; run again to continue)")
-    parser.add_argument("--quiet", action="store_true", help="no per-batch progress bar")
+    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of a per-batch progress bar")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's and JAX's start-up notices (hidden by default; also TIN_VERBOSE=1)")
     hosts = parser.add_argument_group("several hosts under JAX (one process per host, the same command on each)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -9,7 +10,17 @@ import re
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _text(node) -> str:
+    """A string or f-string literal as text, each {expression} written as {}."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(_text(part) if isinstance(part, ast.Constant) else "{}" for part in node.values)
+    return ""
+
+
 def notebook_commands():
+    """The command lines the notebook runs: the first argument of every `run(...)` call."""
     with open(os.path.join(ROOT, "notebooks", "colab.ipynb")) as handle:
         notebook = json.load(handle)
     assert notebook["nbformat"] == 4 and notebook["cells"]
@@ -18,9 +29,11 @@ def notebook_commands():
         assert cell["cell_type"] in ("markdown", "code")
         if cell["cell_type"] == "code":
             source = "".join(cell["source"])
-            compile(re.sub(r"^(\s*)[!%].*$", r"\1pass", source, flags=re.M), "cell", "exec")  # the Python parses
-            lines += [line.strip()[1:] for line in source.splitlines() if line.strip().startswith("!")]
-    return lines
+            assert not re.search(r"^\s*[!%]", source, flags=re.M), "shell lines and magics fail silently: use run()"
+            tree = ast.parse(source)  # the Python parses
+            lines += [_text(node.args[0]) for node in ast.walk(tree) if isinstance(node, ast.Call)
+                      and isinstance(node.func, ast.Name) and node.func.id == "run" and node.args]
+    return [line for line in lines if line]
 
 
 def options_of(path):
@@ -75,7 +88,7 @@ def test_the_convert_cells_skip_only_a_finished_conversion(tmp_path):
     convert_cells = [c for c in cells if "tools.convert" in c]
     assert convert_cells
     for cell in convert_cells:
-        helper = cell[:cell.index("if not converted(")]
+        helper = cell[:cell.index("if converted(")]
         namespace = {}
         exec(helper, namespace)
         converted = namespace["converted"]

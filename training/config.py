@@ -64,6 +64,7 @@ class Runtime:
     checkpoint_minutes: float = 20.0  # also save mid-epoch when an epoch runs longer than this
     cache: str = "auto"  # auto (decoded train split in RAM when it takes <= 1/4 of it) | true | false
     deterministic: bool = False  # op determinism: reproducible to the last bit, slower
+    steps_per_epoch: int = 0  # 0: whole epochs; N: at most N steps an epoch (a quick check, not a result)
 
 
 @dataclasses.dataclass
@@ -104,7 +105,8 @@ class Config:
 # Settings a resumed run must keep: the checkpoint's weights, optimizer slots, place in the
 # schedule and data order belong to them. Anything else (augmentation, label smoothing, weight
 # decay, runtime) may change between sessions; the change is shown and kept in the run directory.
-FIXED_ON_RESUME = ("model", "stages", "schedule", "seed", "classes", "optimizer.name")
+# runtime.steps_per_epoch sets where the epochs and stages begin in steps, so it stays too.
+FIXED_ON_RESUME = ("model", "stages", "schedule", "seed", "classes", "optimizer.name", "runtime.steps_per_epoch")
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
@@ -259,6 +261,9 @@ def validate(config: Config) -> None:
     if config.runtime.steps_per_execution < 0:
         raise UserError(f"{where}: runtime.steps_per_execution = {config.runtime.steps_per_execution}: must be 0 "
                         "(auto) or a positive number of steps")
+    if config.runtime.steps_per_epoch < 0:
+        raise UserError(f"{where}: runtime.steps_per_epoch = {config.runtime.steps_per_epoch}: must be 0 (whole "
+                        "epochs) or a positive number of steps")
     if config.runtime.checkpoint_minutes < 0:
         raise UserError(f"{where}: runtime.checkpoint_minutes must not be negative (0: every epoch only)")
     if not 0 <= config.augment.hard_fraction < 1:

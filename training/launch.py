@@ -101,8 +101,9 @@ def train(args, backend: str) -> int:
             data = processes.together(lambda: stage(args.data, args.stage_data, needed, log=log), "--stage-data",
                                       runtime.processes)
         keras.utils.set_random_seed(config.seed)
-        trainer = Trainer(config, data, args.run_dir, runtime, verbose=0 if args.quiet or not runtime.is_chief else 1,
-                          log=log)
+        # --quiet: Keras's one line per epoch (the log a notebook shows) instead of a per-batch bar
+        verbose = 0 if not runtime.is_chief else 2 if args.quiet else 1
+        trainer = Trainer(config, data, args.run_dir, runtime, verbose=verbose, log=log)
         trainer.fit(args.stop_after)
     except UserError as error:
         if runtime.processes == 1:

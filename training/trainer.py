@@ -56,6 +56,8 @@ def plan(config: Config, folders: dict[int, DataFolder]) -> list[StagePlan]:
             raise UserError(f"{config.source}: stages[{index}] batch_size {stage.batch_size} exceeds the "
                             f"{count} training examples at {stage.resolution}px")
         steps = dataset.training_steps(folder, stage.batch_size, config.classes or None)
+        if config.runtime.steps_per_epoch:  # a quick check: a few steps of every stage
+            steps = min(steps, config.runtime.steps_per_epoch)
         stages.append(StagePlan(index, folder, stage.batch_size, epoch, stage.epochs, steps, step))
         epoch += stage.epochs
         step += stage.epochs * steps
@@ -167,6 +169,12 @@ class Trainer:
             state = TrainingState(self.config.fingerprint(), self.config.to_dict())
         state.parameters, state.rules_broken = net.count_params(), broken
         total = self.config.total_epochs
+        finished = files.read_json(self.run.final) if state.epoch >= total else None
+        if isinstance(finished, dict) and finished.get("epochs") == total:
+            # Run again (a notebook run twice, a resume cell after the end): nothing to train or evaluate.
+            self.log(f"finished: {self.run.path} trained its {total} epochs; final.json holds its evaluation "
+                     f"(top-1 {finished.get('val_accuracy')}); delete final.json to evaluate again")
+            return finished
         until = min(total, state.epoch + stop_after) if stop_after else total
         for stage in self.stages:
             if state.epoch < min(stage.last_epoch, until):
