@@ -11,8 +11,9 @@ and worse) and passes file descriptor 2 through a small filter process that drop
 - native INFO and WARNING lines (`I0000 00:00:17.. 123 port.cc:153] ...`, from C++ sources only):
   what level 2 asks for, logged before TensorFlow applied it;
 - absl's preamble line and the CPU-feature notice's second line;
-- ERROR lines known to be harmless: "failed call to cuInit" after "Could not find cuda drivers"
-  (no driver, so no GPU to miss) and the CUDA plugins' "already registered" lines.
+- ERROR lines known to be harmless: "failed call to cuInit" on a machine without NVIDIA's driver
+  (no GPU to miss: `no_nvidia_driver`, or TensorFlow's "Could not find cuda drivers" before it) and
+  the CUDA plugins' "already registered" lines.
 
 Every other line (tracebacks, the tools' own `error:` lines, FATAL and other ERROR lines, Python
 warnings, output of child processes) passes unchanged and in order; a line without its newline (a
@@ -128,11 +129,19 @@ def _finish(saved: int, token: str, ack: int) -> None:
     os.close(ack)
 
 
-class Screen:
-    """Decides, line by line, what the filter drops; remembers whether the CUDA driver is missing."""
+def no_nvidia_driver() -> bool:
+    """True on a machine without NVIDIA's kernel driver (no GPU to miss): Colab's CPU and TPU
+    runtimes, this project's CI. TensorFlow <= 2.19 logs its "Could not find cuda drivers" notice at
+    INFO, which the quiet start's level 2 hides, so the machine is asked instead of the log."""
+    return not any(os.path.exists(path) for path in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0"))
 
-    def __init__(self):
-        self.no_driver = False
+
+class Screen:
+    """Decides, line by line, what the filter drops; knows whether the CUDA driver is missing (from
+    the machine, or from TensorFlow's notice saying so)."""
+
+    def __init__(self, no_driver: bool | None = None):
+        self.no_driver = no_nvidia_driver() if no_driver is None else no_driver
 
     def drop(self, line: str) -> bool:
         if _PREAMBLE.fullmatch(line):
