@@ -136,7 +136,8 @@ def test_only_the_notices_go_whatever_way_the_process_ends(ending, tmp_path):
     child_lines = f"{NOTICES[1]}\nfrom a child process\n".encode()
     child = f"import os; os.write(2, {child_lines!r})"
     fatal = (KEPT[2] + "\n").encode()
-    script.write_text(SCRIPT.format(lines=KEPT[:2] + NOTICES, child=child, fatal=fatal))
+    # KEPT[0], cuInit's failure with a driver present, is dropped on a machine without one (this one, CI)
+    script.write_text(SCRIPT.format(lines=KEPT[1:2] + NOTICES, child=child, fatal=fatal))
     shown = run([str(script), ending], clean_env(TF_CPP_MIN_LOG_LEVEL="0"), timeout=60)
     quiet_run = run([str(script), ending], clean_env(), timeout=60)
     assert quiet_run.returncode == shown.returncode != 0
