@@ -78,3 +78,36 @@ def test_the_config_holds_the_parsed_policy_and_config_json_keeps_it_as_written(
     with pytest.raises(UserError, match=r"augment: unknown key 'steps' \(known: policy, on, hard_examples, "
                                         r"hard_fraction\)"):
         configs.read(write(tmp_path, '[augment]\nsteps = "flip"\n' + STAGE))
+
+
+def test_a_run_begun_before_a_setting_existed_resumes_and_a_real_change_is_refused(tmp_path):
+    """The checkpoint of a run started before runtime.steps_per_epoch existed holds a config without
+    it: that is the default (whole epochs), not a change; a run trained with 2 steps an epoch may
+    not resume with whole epochs."""
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from training import resume
+    from training.run_dir import RunDir, TrainingState
+
+    config = configs.read("configs/demo.toml")
+    run = RunDir(str(tmp_path / "run"))
+
+    def checkpoint_with(saved_config):
+        state = TrainingState(config.fingerprint(), saved_config)
+        text = json.dumps(dataclasses.asdict(state)).encode()
+        np.savez(run.checkpoint, state=np.frombuffer(text, np.uint8))
+
+    run.make()
+    older = config.to_dict()
+    del older["runtime"]["steps_per_epoch"]
+    checkpoint_with(older)
+    state, changes = resume.check(run, config)
+    assert state is not None and changes == {}
+    quick = config.to_dict()
+    quick["runtime"]["steps_per_epoch"] = 2
+    checkpoint_with(quick)
+    with pytest.raises(UserError, match=r"runtime.steps_per_epoch: 2 -> 0"):
+        resume.check(run, config)

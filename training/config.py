@@ -122,6 +122,24 @@ def differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
     return changed
 
 
+def with_defaults(saved: dict, current: dict) -> dict:
+    """`saved` (a run's config) with the keys it lacks taken from `current`'s defaults: a setting
+    added since the run began (runtime.steps_per_epoch) compares as its default, the behaviour the
+    run had, instead of as a change a resume may not make."""
+    defaults = Config(stages=[]).to_dict()
+    filled = dict(saved)
+    for key, value in current.items():
+        if key not in filled and key in defaults:
+            filled[key] = defaults[key]
+        elif isinstance(value, dict) and isinstance(filled.get(key), dict) and isinstance(defaults.get(key), dict):
+            section = dict(filled[key])
+            for inner in value:
+                if inner not in section and inner in defaults[key]:
+                    section[inner] = defaults[key][inner]
+            filled[key] = section
+    return filled
+
+
 def fixed_on_resume(changed: dict) -> list[str]:
     """The keys of `changed` that a resume may not change."""
     return [k for k in changed if any(k == f or k.startswith(f + ".") for f in FIXED_ON_RESUME)]

@@ -31,7 +31,8 @@ def check(run: RunDir, config: Config, make: bool = True) -> tuple[TrainingState
     # The checkpoint carries the config it was trained with; config.json is the fallback for
     # checkpoints written before it did.
     saved = state.config or files.read_json(run.config)
-    changes = configs.differences(saved, config.to_dict()) if saved is not None else {}
+    current = config.to_dict()
+    changes = configs.differences(configs.with_defaults(saved, current), current) if saved is not None else {}
     fixed = configs.fixed_on_resume(changes)
     if fixed or state.fingerprint != config.fingerprint():
         detail = f" ({fixed[0]}: {changes[fixed[0]][0]!r} -> {changes[fixed[0]][1]!r})" if fixed else ""
