@@ -42,9 +42,8 @@ def augmentations(config: dict) -> list[str]:
 def lines(path: str) -> list[str]:
     """The summary of run directory `path`, as printed lines."""
     run = compare.load(path)
-    final = run.final
-    best_accuracy, best_epoch = compare.best(run)
-    epochs = max(run.rows[-1].epoch if run.rows else 0, int(run.state.get("epoch") or 0))
+    final, record = run.final, compare.summary(run)  # epochs and the best epoch as tools.compare counts them
+    best_accuracy, best_epoch, epochs = record["best_val_accuracy"], record["best_epoch"], record["epochs"]
     broken = run.rules_broken
     text = [f"run: {run.path}",
             f"model: {compare.describe_model(run.model)}, {run.parameters or '?'} parameters"
