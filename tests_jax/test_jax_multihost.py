@@ -88,6 +88,12 @@ def _printed_digest(output: str) -> str:
     return found[0]
 
 
+def _is_gloo_notice(line: str) -> bool:
+    """Gloo's "[Gloo] Rank 1 is connected to 3 peer ranks. Expected number of connected peer ranks
+    is : 3", or a piece of one when two threads' notices interleave."""
+    return "[Gloo]" in line or re.search(r"connected peer ranks|is connected to \d+ peer", line) is not None
+
+
 @pytest.mark.slow
 def test_two_processes_train_as_one_and_resume_after_kill(records, tmp_path):
     run_dir = str(tmp_path / "run")
@@ -115,8 +121,9 @@ def test_two_processes_train_as_one_and_resume_after_kill(records, tmp_path):
     assert _log_epochs(run_dir) == [1, 2, 3]  # contiguous: every epoch exactly once
     # both processes hold the same weights, the ones process 0 checkpointed
     assert _printed_digest(out0) == _printed_digest(out1) == _digest_of_checkpoint(run_dir)
-    # process 1 printed nothing but its digest (and Gloo's notices of its connections), and wrote nothing
-    assert [line for line in out1.splitlines() if line.strip() and not line.startswith("[Gloo]")] == [
+    # process 1 printed nothing but its digest (and Gloo's notices of its connections, which its
+    # device threads write at once, so that one notice may be cut over two lines), and wrote nothing
+    assert [line for line in out1.splitlines() if line.strip() and not _is_gloo_notice(line)] == [
         line for line in out1.splitlines() if "weights sha256" in line]
     assert sorted(os.listdir(run_dir)) == sorted(
         set(os.listdir(run_dir)) - {n for n in os.listdir(run_dir) if n.startswith("worker")})
