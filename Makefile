@@ -27,7 +27,7 @@ demo-steps:
 # ruff, the main suite (TensorFlow backend), the JAX-backend suite in its own process, then Colab's versions.
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 -m "not colab"
 	KERAS_BACKEND=jax $(PY) -m pytest tests_jax
 	$(MAKE) --no-print-directory test-colab
 
@@ -51,7 +51,7 @@ test-colab: $(COLAB_VENV)/.installed
 		2> $(DEMO)-colab.stderr || (cat $(DEMO)-colab.stderr; exit 1)
 	@test ! -s $(DEMO)-colab.stderr || (echo "the demo wrote to stderr under Colab's versions:"; \
 		cat $(DEMO)-colab.stderr; exit 1)
-	$(COLAB_PY) -m pytest -p no:cacheprovider -k gpu tests/test_notebook_run.py
+	$(COLAB_PY) -m pytest -p no:cacheprovider -m colab tests/test_notebook_run.py
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -2,6 +2,9 @@
 QUICK = True: every cell must succeed, each section must leave what it promises, and a second run
 of the whole notebook converts and trains nothing again.
 
+The GPU run is marked `colab`: `make test` runs it once, under Colab's own versions (`make
+test-colab`), not also under the newest ones; the TPU run stays in the main suite.
+
 The dataset comes from a server on localhost, like the official URL: the real 10-class slice when
 TINY_IMAGENET_ZIP names it, else a synthetic zip of 10 classes in the official layout.
 """
@@ -81,6 +84,7 @@ def modified(paths):
     return {str(p): os.stat(p).st_mtime_ns for p in paths}
 
 
+@pytest.mark.colab
 def test_the_notebook_runs_as_a_gpu_runtime_and_again_without_redoing_anything(tmp_path, source_url):
     texts = execute(tmp_path, "gpu", source_url)
     drive, runs, scratch = tmp_path / "drive", tmp_path / "runs" / "quick", tmp_path / "work" / "scratch"
