@@ -27,6 +27,7 @@ def check(run: RunDir, config: Config, make: bool = True) -> tuple[TrainingState
         run.make()
     state = checkpoint.read_state(run)
     if state is None:
+        _refuse_a_lost_checkpoint(run)
         return None, {}
     # The checkpoint carries the config it was trained with; config.json is the fallback for
     # checkpoints written before it did.
@@ -39,6 +40,48 @@ def check(run: RunDir, config: Config, make: bool = True) -> tuple[TrainingState
         raise UserError(f"{run.path}: holds a run with another model, stages, schedule, seed, classes or "
                         f"optimizer{detail}; use a new --run-dir (or the original config to resume)")
     return state, changes
+
+
+def _refuse_a_lost_checkpoint(run: RunDir) -> None:
+    """No checkpoint, yet state.json says epochs were done: the checkpoint was deleted or lost.
+    Starting again from epoch 1 would silently overwrite the run's log and best model."""
+    written = files.read_json(run.state)
+    done = written.get("epoch") if isinstance(written, dict) else None
+    if isinstance(done, int) and done > 0:
+        raise UserError(f"{run.checkpoint}: missing, but {run.state} says {done} epoch{'s' if done > 1 else ''} "
+                        f"{'were' if done > 1 else 'was'} done; put the "
+                        f"checkpoint back to resume, or use a new --run-dir (delete state.json to start this one "
+                        f"again from epoch 1)")
+
+
+def restore_best_model(run: RunDir, model, state: TrainingState, log=print) -> None:
+    """best.keras as the checkpoint says it is, after a kill or a full disk while it was written.
+
+    The checkpoint records a new best before best.keras is written (callbacks.BestModel), so a
+    run stopped in between holds the best epoch's weights in its checkpoint only: when the best
+    epoch is the checkpoint's own (and no batch of the next was taken) and best.keras is missing
+    or older than the checkpoint, best.keras is written again from the restored weights. A
+    best.keras lost for an
+    earlier epoch cannot be rebuilt: the best is then counted again from the next epoch on, so
+    that best.keras and the recorded best always agree."""
+    from training import callbacks
+
+    if state.best_epoch is None:
+        return
+    exists = files.gfile().exists(run.best_model)
+    if state.best_epoch == state.epoch and state.batch == 0:
+        if not exists or _modified(run.best_model) < _modified(run.checkpoint):
+            log(f"{run.best_model}: written again from the checkpoint (epoch {state.epoch}, the best so far)")
+            callbacks.save_model(model, run.best_model)
+        return
+    if not exists:
+        log(f"{run.best_model}: missing (the weights of epoch {state.best_epoch}, the best so far, are gone); "
+            f"the best model is chosen again from epoch {state.epoch + 1} on")
+        state.best_val_accuracy = state.best_epoch = None
+
+
+def _modified(path: str) -> int:
+    return files.gfile().stat(path).mtime_nsec
 
 
 def keep_model_file(run: RunDir, model) -> None:
