@@ -7,7 +7,7 @@ is imported (`training/config.py` keeps the parsed steps). The TF implementation
 A policy is written as a string `"flip, rotate:p=0.5:m=20, cutout"`, as a list of names or of
 tables `{name = "rotate", p = 0.5, m = 20}`, or as "default" / "none". Each entry names an op, a
 probability `p` (per image) and a magnitude `m` in the op's own unit; omitted values take the
-op's defaults from the table below.
+op's defaults from the table below, and a magnitude outside the op's declared range is refused.
 """
 
 from __future__ import annotations
@@ -34,29 +34,36 @@ class Augmentation:
 
 @dataclasses.dataclass(frozen=True)
 class Declared:
-    """An op as the policy language knows it: its kind and its default p and m."""
+    """An op as the policy language knows it: its kind, its default p and m, and the magnitudes
+    that mean something (None: the op takes no magnitude)."""
 
     name: str
     kind: str  # one of KINDS
     p: float  # default probability per image
     m: float  # default magnitude, in the op's own unit
+    m_range: tuple[float, float] | None  # the magnitudes accepted, both ends included
 
 
-def _declare(kind: str, table: dict[str, tuple[float, float]]) -> dict[str, Declared]:
-    return {name: Declared(name, kind, p, m) for name, (p, m) in table.items()}
+def _declare(kind: str, table: dict[str, tuple]) -> dict[str, Declared]:
+    return {name: Declared(name, kind, p, m, limits) for name, (p, m, limits) in table.items()}
 
 
-# Every op, its kind and default (p, m); the units of m are documented on each implementation.
+# Every op, its kind, default (p, m) and the range of m; the units of m are documented on each
+# implementation, and each range ends where the unit stops meaning something (a shift beyond the
+# image, a factor that turns negative, more bits dropped than a byte has).
 # The order is the order ops are listed in (error messages, tools.preview, tools.benchmark).
 DECLARED: dict[str, Declared] = {
-    **_declare("geometric", {"flip": (0.5, 0.0), "translate": (0.5, 0.125), "scale": (0.5, 0.4),
-                             "rotate": (0.3, 15.0), "shear": (0.2, 0.2), "object_crop": (0.3, 0.3)}),
-    **_declare("colour", {"brightness": (0.5, 0.25), "contrast": (0.5, 0.3), "saturation": (0.5, 0.4),
-                          "hue": (0.3, 0.1), "grayscale": (0.1, 0.0), "channel_shuffle": (0.1, 0.0),
-                          "invert": (0.05, 0.0)}),
-    **_declare("pixel", {"cutout": (0.5, 0.4), "noise": (0.2, 0.04), "blur": (0.1, 1.0), "solarize": (0.1, 0.5),
-                         "posterize": (0.1, 4.0), "autocontrast": (0.1, 0.0)}),
-    **_declare("mix", {"mixup": (0.3, 0.2), "cutmix": (0.3, 1.0)}),
+    **_declare("geometric", {"flip": (0.5, 0.0, None), "translate": (0.5, 0.125, (0.0, 1.0)),
+                             "scale": (0.5, 0.4, (0.0, 2.0)), "rotate": (0.3, 15.0, (0.0, 180.0)),
+                             "shear": (0.2, 0.2, (0.0, 1.0)), "object_crop": (0.3, 0.3, (0.0, 5.0))}),
+    **_declare("colour", {"brightness": (0.5, 0.25, (0.0, 1.0)), "contrast": (0.5, 0.3, (0.0, 1.0)),
+                          "saturation": (0.5, 0.4, (0.0, 1.0)), "hue": (0.3, 0.1, (0.0, 1.0)),
+                          "grayscale": (0.1, 0.0, None), "channel_shuffle": (0.1, 0.0, None),
+                          "invert": (0.05, 0.0, None)}),
+    **_declare("pixel", {"cutout": (0.5, 0.4, (0.0, 1.0)), "noise": (0.2, 0.04, (0.0, 1.0)),
+                         "blur": (0.1, 1.0, (0.0, 1.0)), "solarize": (0.1, 0.5, (0.0, 1.0)),
+                         "posterize": (0.1, 4.0, (1.0, 7.0)), "autocontrast": (0.1, 0.0, None)}),
+    **_declare("mix", {"mixup": (0.3, 0.2, (0.01, 10.0)), "cutmix": (0.3, 1.0, (0.01, 10.0))}),
 }
 
 BOX_AWARE = frozenset({"object_crop"})  # geometric ops that read the source image's box
@@ -135,6 +142,12 @@ def _augmentation(name, values: dict) -> Augmentation:
         raise UserError(f"augmentation policy: {name}: p and m must be finite numbers")
     if not 0.0 <= p <= 1.0:
         raise UserError(f"augmentation policy: {name}: p={p} outside [0, 1]")
+    limits = DECLARED[name].m_range
+    if limits is None and "m" in values and m != DECLARED[name].m:
+        raise UserError(f"augmentation policy: {name}: takes no magnitude (m={m:g} would be ignored)")
+    if limits is not None and not limits[0] <= m <= limits[1]:
+        raise UserError(f"augmentation policy: {name}: m={m:g} outside [{limits[0]:g}, {limits[1]:g}] "
+                        f"(default {DECLARED[name].m:g})")
     return Augmentation(name, p, m)
 
 

@@ -161,6 +161,26 @@ def test_policy_spec_parsing_and_errors():
         policies.parse("rotate:q=1")
 
 
+@pytest.mark.parametrize("end", [0, 1])
+def test_every_op_at_either_end_of_its_magnitude_range_gives_images_in_range(end):
+    """The declared ranges end where an op still means something: every op at once (p=1), each
+    at its lowest or its highest accepted magnitude, gives finite pixels in 0..255 and labels
+    that sum to one."""
+    images, labels, bbox = smooth_batch(size=16)
+    entries = [{"name": name, "p": 1.0, **({"m": declared.m_range[end]} if declared.m_range else {})}
+               for name, declared in policies.DECLARED.items()]
+    out, out_labels = augment.Policy(policies.parse(entries))(images, labels, SEED, bbox)
+    assert np.isfinite(out.numpy()).all() and out.numpy().min() >= 0.0 and out.numpy().max() <= 255.0
+    np.testing.assert_allclose(out_labels.numpy().sum(1), 1.0, atol=1e-5)
+
+
+def test_every_default_magnitude_lies_in_its_range():
+    for name, declared in policies.DECLARED.items():
+        if declared.m_range is not None:
+            assert declared.m_range[0] <= declared.m <= declared.m_range[1], name
+        assert policies.parse(name)[0].m == declared.m
+
+
 def test_policy_is_deterministic_per_seed_and_compiles_with_xla():
     images, labels, bbox = smooth_batch(size=16)
     policy = augment.Policy(policies.parse("default"))

@@ -28,6 +28,9 @@ STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
     ("model.x=1", r"--set 'model.x=1': model is a single value \('resnet18'\), not a table"),
     ("augment.policy=5", r"augment.policy: expected a string or a list of augmentations, got 5"),
     ("augment.hard_fraction=1.5", r"augment.hard_fraction = 1.5: must be in \[0, 1\)"),
+    # trial failure 8: accepted, then a traceback once training began
+    ("seed=-1", r"seed = -1: must be in \[0, 2\*\*32\)"),
+    ("seed=4294967296", r"seed = 4294967296: must be in \[0, 2\*\*32\)"),
 ])
 def test_impossible_settings_are_one_line_naming_the_key(tmp_path, override, message):
     path = tmp_path / "c.toml"
@@ -126,6 +129,14 @@ def test_an_output_folder_that_cannot_be_created_is_one_line(synthetic_zip, tmp_
     ("rotate:m=inf", r"rotate: p and m must be finite numbers"),
     ([{"name": 5}], r"name 5 is not an augmentation's name"),
     ([{"name": "rotate", "p": [1]}], r"rotate: p and m must be numbers"),
+    # trial failure 13: magnitudes were never range-checked and trained silently
+    ("noise:m=1e30", r"noise: m=1e\+30 outside \[0, 1\] \(default 0.04\)"),
+    ("hue:m=-5", r"hue: m=-5 outside \[0, 1\]"),
+    ("cutout:m=5", r"cutout: m=5 outside \[0, 1\]"),
+    ("posterize:m=0", r"posterize: m=0 outside \[1, 7\]"),
+    ("rotate:m=720", r"rotate: m=720 outside \[0, 180\]"),
+    ("mixup:m=0", r"mixup: m=0 outside \[0.01, 10\]"),
+    ("flip:m=2", r"flip: takes no magnitude \(m=2 would be ignored\)"),
 ])
 def test_impossible_policies_are_one_line(spec, message):
     from pipeline import policy

@@ -286,6 +286,8 @@ def validate(config: Config) -> None:
         raise UserError(f"{where}: runtime.checkpoint_minutes must not be negative (0: every epoch only)")
     if not 0 <= config.augment.hard_fraction < 1:
         raise UserError(f"{where}: augment.hard_fraction = {config.augment.hard_fraction}: must be in [0, 1)")
+    if not 0 <= config.seed < 2**32:
+        raise UserError(f"{where}: seed = {config.seed}: must be in [0, 2**32) (numpy and TensorFlow's seeds)")
     if config.classes < 0 or config.final_resolution < 0:
         raise UserError(f"{where}: classes and final_resolution must not be negative (0: all, the largest stage)")
     if config.augment.on not in ("host", "device"):
