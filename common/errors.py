@@ -7,6 +7,7 @@ option, and exit code 2. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import re
 import sys
 
 
@@ -17,9 +18,12 @@ class UserError(Exception):
 
 def first_line(error: BaseException, limit: int = 160) -> str:
     """A library's exception in a few words for a one-line message: its first line, or its type
-    when it has no message."""
-    text = str(error).strip()
-    return text.splitlines()[0][:limit] if text else type(error).__name__
+    when it has no message. Keras's wrapper around a layer's error ("Exception encountered when
+    calling ...", the reason in terminal bold, then the arguments) gives its reason."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Exception encountered when calling") and len(lines) > 1:
+        lines = lines[1:]
+    return lines[0][:limit] if lines else type(error).__name__
 
 
 def describe(error: BaseException) -> str | None:

@@ -25,6 +25,7 @@ import importlib.util
 import os
 import sys
 
+from common import errors
 from common.errors import UserError
 
 TABLE_KEYS = {"blocks", "widths", "separable", "block", "shortcut", "stem_width", "expansion", "strides"}
@@ -137,8 +138,34 @@ def build_any(model, num_classes: int, mean, std, input_shape=(None, None, 3), f
         return resnet.build(model, num_classes, input_shape, mean, std)
     if kind == "table":
         return resnet.build_from_spec(spec_from_table(model), num_classes, input_shape, mean, std, name="resnet_table")
-    builder = FileModel.parse(model).load(fallback_file)
-    return wrap(builder(num_classes), num_classes, mean, std, input_shape)
+    source = FileModel.parse(model)
+    builder = source.load(fallback_file)
+    try:
+        net = builder(num_classes)
+    except Exception as error:  # noqa: BLE001 - the student's function: say which and why, in one line
+        raise UserError(f"{model}: {source.function}({num_classes}) raised {type(error).__name__}: "
+                        f"{errors.first_line(error)}") from None
+    import keras
+
+    if not isinstance(net, keras.Model):
+        raise UserError(f"{model}: {source.function}({num_classes}) returned {type(net).__name__}, expected a "
+                        f"keras.Model")
+    return wrap(net, num_classes, mean, std, input_shape)
+
+
+def check_resolutions(net, resolutions, model) -> None:
+    """The network takes images of every size it will see (each stage's, the final evaluation's):
+    one built on keras.Input((32, 32, 3)) would pass the 32 px checks, train, and fail at the
+    first other size. One image of each size through it, before anything is trained."""
+    import numpy as np
+
+    for resolution in sorted(set(resolutions)):
+        try:
+            net(np.zeros((1, resolution, resolution, 3), "float32"), training=False)
+        except Exception as error:  # noqa: BLE001 - the student's network: say which size and why
+            raise UserError(f"model {describe(model)}: cannot take {resolution}x{resolution} images "
+                            f"({type(error).__name__}: {errors.first_line(error, 200)}); build it on "
+                            f"keras.Input((None, None, 3)) so that every stage's resolution fits") from None
 
 
 def output_kind(net, num_classes: int) -> str:

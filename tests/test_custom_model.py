@@ -81,6 +81,35 @@ def test_a_student_file_is_refused_in_one_line_when_it_cannot_work(tmp_path):
         custom.build_any(f"{write(tmp_path, LOGITS.replace('num_classes, 3', '7, 3'))}:build", 4, MEAN, STD)
 
 
+def test_a_student_build_that_raises_or_returns_no_model_is_one_line(tmp_path):
+    """Trial failure 9: a traceback and exit code 1."""
+    raises = write(tmp_path, "def build(num_classes):\n    raise RuntimeError('forgot the stem')\n", "raises.py")
+    with pytest.raises(UserError, match=r"raises.py:build: build\(4\) raised RuntimeError: forgot the stem$"):
+        custom.build_any(f"{raises}:build", 4, MEAN, STD)
+    nothing = write(tmp_path, "def build(num_classes):\n    pass\n", "nothing.py")
+    with pytest.raises(UserError, match=r"nothing.py:build: build\(4\) returned NoneType, expected a keras.Model"):
+        custom.build_any(f"{nothing}:build", 4, MEAN, STD)
+
+
+FIXED_INPUT = LOGITS.replace("keras.Input((None, None, 3))", "keras.Input((32, 32, 3))")
+
+
+def test_a_network_built_for_one_size_is_refused_naming_the_first_size_it_cannot_take(tmp_path):
+    """Trial failure 3: built on keras.Input((32, 32, 3)), it passed the checks made at 32 px,
+    trained, then crashed in the final evaluation at 64 px on every rerun."""
+    model = f"{write(tmp_path, FIXED_INPUT)}:build"
+    net = custom.build_any(model, 4, MEAN, STD)
+    custom.check_resolutions(net, [32, 32], model)  # the size it was built for
+    with pytest.raises(UserError) as caught:
+        custom.check_resolutions(net, [32, 48, 64], model)
+    assert str(caught.value).startswith(f"model {model}: cannot take 48x48 images (ValueError: Input 0 ")
+    assert "expected shape=(None, 32, 32, 3), found shape=(1, 48, 48, 3)" in str(caught.value)
+    assert str(caught.value).endswith("build it on keras.Input((None, None, 3)) so that every stage's resolution fits")
+    assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
+    custom.check_resolutions(custom.build_any(f"{write(tmp_path, LOGITS, 'any.py')}:build", 4, MEAN, STD),
+                             [32, 48, 64], model)
+
+
 def test_a_resume_elsewhere_finds_the_run_directorys_copy(tmp_path):
     copy = write(tmp_path, LOGITS, "model.py")
     net = custom.build_any("students/gone.py:build", 4, MEAN, STD, fallback_file=copy)
@@ -114,3 +143,21 @@ def test_the_example_student_network_obeys_the_rules():
 
     net = custom.build_any("examples/student_net.py:build", 200, MEAN, STD)
     assert rules.check(net) == [] and rules.uses_separable(net)
+
+
+def test_train_refuses_a_network_built_for_one_size_before_the_first_epoch(tmp_path, capsys):
+    import os
+
+    import train
+    from pipeline import synthetic
+    from tests.conftest import ROOT
+
+    records = synthetic.make_records(str(tmp_path / "data"), [32, 48], shards_per_split=1, num_classes=4,
+                                     train_per_class=8, val_per_class=2, test_images=0, seed=1)
+    model = f"{write(tmp_path, FIXED_INPUT)}:build"
+    code = train.main(["--data", records, "--run-dir", str(tmp_path / "run"), "--backend", "tensorflow", "--quiet",
+                       "--config", os.path.join(ROOT, "configs", "demo.toml"), f"--set=model={model}",
+                       "--set=stages.0.batch_size=8", "--set=stages.1.batch_size=8"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: model {model}: cannot take 48x48 images")
+    assert not (tmp_path / "run" / "log.csv").exists()
