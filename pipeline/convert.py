@@ -178,6 +178,27 @@ def _check(resolutions: list[int], options: ConvertOptions) -> None:
         raise UserError("--shards-per-split must be at least 1")
 
 
+def _refuse_other_classes_beside(out: str, resolutions: list[int], wnids: list[str]) -> None:
+    """A run reads every resolution of one folder with one label table: a resolution converted
+    into `out` with other classes (another --classes or source) than one already there would give
+    label i another class at each stage. Refused before anything is written."""
+    gfile = files.gfile()
+    if not gfile.isdir(out):
+        return
+    for name in sorted(gfile.listdir(out)):
+        name = name.rstrip("/")
+        if not (name.endswith("px") and name[:-2].isdigit()) or int(name[:-2]) in resolutions:
+            continue
+        path = files.join(out, name, manifests.NAME)
+        existing = files.read_json(path) if gfile.exists(path) else None
+        theirs = [c.get("wnid") for c in existing.get("classes", []) if isinstance(c, dict)] \
+            if isinstance(existing, dict) and isinstance(existing.get("classes"), list) else None
+        if theirs is not None and theirs != wnids:
+            raise UserError(f"{path}: lists other classes ({len(theirs)}) than this conversion ({len(wnids)}); a "
+                            f"run reads every resolution with one label table: use the same --classes and source, "
+                            f"or another --out")
+
+
 def convert(source_location: str, out: str, resolutions: list[int],
             options: ConvertOptions = ConvertOptions()) -> dict[int, dict]:
     """Convert and return the manifests by resolution. Re-running resumes."""
@@ -195,6 +216,7 @@ def convert(source_location: str, out: str, resolutions: list[int],
                 "skip_bad": options.skip_bad, "format_version": manifests.FORMAT_VERSION}
     classes = [{"wnid": w, "words": words[w]} for w in wnids]
     described = {"location": source_location, "kind": source.kind, "num_source_classes": len(all_wnids)}
+    _refuse_other_classes_beside(out, resolutions, wnids)
     outputs = {}
     for r in resolutions:
         header = manifests.header(r, options.encoding, classes, described, options.seed,

@@ -161,3 +161,22 @@ class DataFolder:
                 raise UserError(f"{bad[0]}: corrupt shard ({first_line}); re-run tools.convert to rewrite it"
                                 + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")) from None
             raise UserError(f"{self.folder}: unreadable records ({first_line})") from None
+
+
+def differing_classes(folders: list[DataFolder]) -> str | None:
+    """Why folders of one run (its resolutions) cannot share labels, or None: label i must be the
+    same class at every resolution, and resolutions converted with different sources or --classes
+    into one folder would train each stage on labels that mean other classes."""
+    first = folders[0]
+    wnids = [c["wnid"] for c in first.classes]
+    for other in folders[1:]:
+        theirs = [c["wnid"] for c in other.classes]
+        if theirs != wnids:
+            if len(theirs) != len(wnids):
+                detail = f"{len(wnids)} and {len(theirs)} classes"
+            else:
+                label = next(i for i, (a, b) in enumerate(zip(wnids, theirs)) if a != b)
+                detail = f"label {label} is {wnids[label]} and {theirs[label]}"
+            return (f"{first.folder} and {other.folder} list different classes ({detail}); convert every "
+                    f"resolution from the same source with the same --classes")
+    return None

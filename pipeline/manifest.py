@@ -30,14 +30,70 @@ def read(data_dir: str, resolution: int, require_complete: bool = True) -> dict:
     manifest = files.read_json(path)
     if manifest is None:
         raise UserError(f"{path}: missing; convert first with python -m tools.convert --resolutions {resolution}")
+    if not isinstance(manifest, dict):
+        raise UserError(f"{path}: not a converter manifest (a JSON object is expected)")
     for key in ("format_version", "resolution", "encoding", "classes", "splits"):
         if key not in manifest:
             raise UserError(f"{path}: not a converter manifest (no {key!r})")
+    if not _whole(manifest["format_version"]) or manifest["format_version"] < 1:
+        raise UserError(f"{path}: format_version {manifest['format_version']!r}: expected a whole number")
     if manifest["format_version"] > FORMAT_VERSION:
         raise UserError(f"{path}: format_version {manifest['format_version']} is newer than this code")
-    if require_complete and not manifest.get("complete", False):
+    if require_complete and manifest.get("complete", False) is not True:
         raise UserError(f"{path}: conversion unfinished; run the same tools.convert command again to resume")
+    if manifest.get("complete") is True:
+        problem = _problem(manifest)
+        if problem:
+            raise UserError(f"{path}: damaged ({problem}); convert again into a new --out")
     return manifest
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numbers(value, count: int, positive: bool = False) -> bool:
+    import math
+
+    return isinstance(value, list) and len(value) == count and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+        for v in value)
+
+
+def _problem(manifest: dict) -> str | None:
+    """What a finished conversion's manifest lacks that later stages read, or None. A hand-edited
+    or damaged file is named here, once, instead of as a traceback in whichever tool reads the
+    missing field first."""
+    if not _whole(manifest["resolution"]) or manifest["resolution"] < 1:
+        return f"resolution {manifest['resolution']!r}"
+    if manifest["encoding"] not in ("raw", "jpeg"):  # pipeline/records.py ENCODINGS (which imports TensorFlow)
+        return f"encoding {manifest['encoding']!r}"
+    classes = manifest["classes"]
+    if not isinstance(classes, list) or not classes or not all(
+            isinstance(c, dict) and isinstance(c.get("wnid"), str) for c in classes):
+        return "classes: expected a non-empty list of {wnid, words}"
+    if not _numbers(manifest.get("mean"), 3):
+        return "mean: expected 3 numbers"
+    if not _numbers(manifest.get("std"), 3, positive=True):
+        return "std: expected 3 positive numbers"
+    splits = manifest["splits"]
+    if not isinstance(splits, dict) or "train" not in splits:
+        return "splits: no 'train'"
+    for name, split in splits.items():
+        if not isinstance(split, dict) or not isinstance(split.get("shards"), list) or not _whole(
+                split.get("num_examples")) or split["num_examples"] < 0:
+            return f"splits.{name}: expected num_examples and a list of shards"
+        for shard in split["shards"]:
+            if not isinstance(shard, dict) or not isinstance(shard.get("file"), str) or not _whole(
+                    shard.get("num_examples")) or shard["num_examples"] < 0:
+                return f"splits.{name}: a shard without its file or num_examples"
+        if sum(shard["num_examples"] for shard in split["shards"]) != split["num_examples"]:
+            return f"splits.{name}: num_examples is not the sum of its shards'"
+        counts = split.get("class_counts")
+        if name != "test" and not (isinstance(counts, list) and len(counts) == len(classes)
+                                   and all(_whole(c) and c >= 0 for c in counts)):
+            return f"splits.{name}.class_counts: expected one count per class ({len(classes)})"
+    return None
 
 
 def shard_paths(data_dir: str, resolution: int, manifest: dict, split: str) -> list[str]:

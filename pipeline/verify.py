@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from common import files
 from common.errors import UserError
-from pipeline.data_folder import DataFolder
+from pipeline.data_folder import DataFolder, differing_classes
 
 
 def resolutions_in(data_dir: str) -> list[int]:
@@ -53,7 +53,7 @@ def check_shard(folder: DataFolder, path: str, expected: dict) -> str | None:
 
 def verify(data_dir: str, report=print) -> list[str]:
     """Bad shard paths with reasons (empty when all is well); a line per split to `report`."""
-    bad = []
+    bad, opened = [], []
     for resolution in resolutions_in(data_dir):
         try:
             folder = DataFolder.open(data_dir, resolution)
@@ -61,6 +61,7 @@ def verify(data_dir: str, report=print) -> list[str]:
             bad.append(str(error))
             report(f"{resolution}px: {str(error).split(': ', 1)[-1]}")
             continue
+        opened.append(folder)
         for split, info in folder.manifest["splits"].items():
             shards = folder.shards(split)
             paths = [files.join(folder.folder, shard["file"]) for shard in shards]
@@ -71,4 +72,8 @@ def verify(data_dir: str, report=print) -> list[str]:
             bad += problems
             status = "ok" if not problems else f"{len(problems)} bad"
             report(f"{resolution}px {split}: {len(paths)} shards, {info['num_examples']} examples: {status}")
+    different = differing_classes(opened) if opened else None
+    if different:  # each resolution may be sound, and a run over them wrong
+        bad.append(different)
+        report(f"classes: {different}")
     return bad

@@ -275,6 +275,33 @@ def test_output_folder_of_a_different_dataset(synthetic_zip, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["32px"]  # the refused conversion created no 48px folder
 
 
+def test_resolutions_with_different_classes_in_one_folder_are_refused_by_convert_verify_and_train(
+        synthetic_zip, tmp_path, capsys):
+    """Trial failure 2: 32 px converted with 2 classes and 64 px with 3 into one folder passed
+    verify and trained with labels that meant other classes at each stage."""
+    path, info = synthetic_zip
+    out = str(tmp_path / "records")
+    run_convert(path, out, [32], classes="2", workers=1, show_progress=False)
+    with pytest.raises(UserError, match=r"32px/manifest.json: lists other classes \(2\) than this conversion \(3\)"):
+        run_convert(path, out, [64], classes="3", workers=1, show_progress=False)
+    assert sorted(os.listdir(out)) == ["32px"]
+    # the same class count, other classes (another order of the source's wnids): label 1 differs
+    other = str(tmp_path / "other")
+    run_convert(path, other, [64], classes=f"{info['wnids'][0]},{info['wnids'][3]}", workers=1, show_progress=False)
+    shutil.copytree(os.path.join(other, "64px"), os.path.join(out, "64px"))  # assembled by hand
+    said = []
+    bad = verify.verify(out, report=said.append)
+    expected = (f"{out}/32px and {out}/64px list different classes (label 1 is {info['wnids'][1]} and "
+                f"{info['wnids'][3]}); convert every resolution from the same source with the same --classes")
+    assert bad == [expected] and said[-1] == f"classes: {expected}"
+    import train
+
+    code = train.main(["--data", out, "--run-dir", str(tmp_path / "run"), "--backend", "tensorflow", "--quiet",
+                       "--config", os.path.join(ROOT, "configs", "demo.toml"), "--set=stages.1.resolution=64",
+                       "--set=stages.0.batch_size=8", "--set=stages.1.batch_size=8"])
+    assert code == 2 and capsys.readouterr().err.strip().splitlines() == [f"error: {expected}"]
+
+
 def test_zip_entry_escaping_its_folder_is_refused(tmp_path):
     evil = str(tmp_path / "evil.zip")
     synthetic.make_zip(evil, num_classes=1, train_per_class=2, val_per_class=1, test_images=0,

@@ -5,6 +5,7 @@ Each case here was a traceback, a wrong exit code or a silent acceptance before.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -12,7 +13,7 @@ import pytest
 
 from common.errors import UserError, describe
 from pipeline import benchmark, order_stats, statistics
-from tests.conftest import run_tool, stderr_lines
+from tests.conftest import ROOT, run_tool, stderr_lines
 from training import config as configs
 
 STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
@@ -163,3 +164,48 @@ def test_an_io_error_raised_inside_a_graph_is_reported_by_its_path(tmp_path):
     assert line.startswith("NotFoundError: ") and "gone.tfrecord" in line and "Graph execution" not in line
     assert describe(ValueError("a bug")) is None  # programming errors keep their traceback
     assert describe(tf.errors.InvalidArgumentError(None, None, "shape mismatch")) is None
+
+
+GARBLED = {
+    "no mean": (lambda m: m.pop("mean"), "damaged (mean: expected 3 numbers)"),
+    "format_version as text": (lambda m: m.update(format_version="1"), "format_version '1': expected a whole number"),
+    "no classes": (lambda m: m.update(classes=[]), "damaged (classes: expected a non-empty list of {wnid, words})"),
+    "counts of another class list": (lambda m: m["splits"]["val"].update(class_counts=[1, 2]),
+                                     "damaged (splits.val.class_counts: expected one count per class (6))"),
+}
+
+
+@pytest.mark.parametrize("garble", list(GARBLED))
+def test_a_garbled_manifest_is_one_line_naming_it_in_every_tool(damaged, garble, capsys):
+    """Trial failure 4: a garbled manifest gave tracebacks in train, benchmark, analyze and
+    lr_find while verify exited 0. Each tool's command line runs in this process (`main`)."""
+    import train
+    from tools import benchmark as benchmark_tool
+    from tools import lr_find, verify
+
+    path = os.path.join(damaged, "32px", "manifest.json")
+    manifest = json.load(open(path))
+    change, expected = GARBLED[garble]
+    change(manifest)
+    with open(path, "w") as handle:
+        json.dump(manifest, handle)
+    runs = {
+        "verify": lambda: verify.main([damaged]),
+        "benchmark": lambda: benchmark_tool.main(["--data", damaged, "--resolution", "32", "--batch-size", "8",
+                                                  "--augment", "flip", "--epochs", "1", "--baseline", "none"]),
+        "lr_find": lambda: lr_find.main(["--data", damaged, "--model", "resnet_tiny", "--resolution", "32",
+                                         "--batch-size", "8",
+                                         "--out", os.path.join(damaged, "lr")]),
+        "train": lambda: train.main(["--data", damaged, "--run-dir", os.path.join(damaged, "run"), "--quiet",
+                                     "--backend", "tensorflow", "--config", os.path.join(ROOT, "configs", "demo.toml"),
+                                     "--set=stages.0.batch_size=8", "--set=stages.1.resolution=32",
+                                     "--set=stages.1.batch_size=8"]),
+    }
+    for tool, run in runs.items():
+        code = run()
+        err = [line for line in capsys.readouterr().err.strip().splitlines()
+               if line.startswith(("error: ", "BAD ")) or "Traceback" in line]  # verify: BAD <what>, exit 1
+        assert code in (1, 2) and len(err) >= 1, (tool, code, err)
+        assert any(path in line and expected in line for line in err), (tool, err)
+        assert not any("Traceback" in line for line in err), (tool, err)
+        assert (code, len(err)) == ((1, 1) if tool == "verify" else (2, 1)), (tool, err)

@@ -18,7 +18,7 @@ from common import files
 from common.errors import UserError
 from model import custom
 from pipeline import dataset, wait_meter
-from pipeline.data_folder import DataFolder
+from pipeline.data_folder import DataFolder, differing_classes
 from pipeline.dataset import InputSpec
 from training import callbacks, checkpoint, evaluation, model_setup, processes, resume
 from training.config import Config
@@ -89,6 +89,9 @@ class Trainer:
 
     def _open(self, data_dir: str, resolutions: list[int]):
         folders = {r: DataFolder.open(data_dir, r) for r in resolutions}
+        different = differing_classes(list(folders.values()))
+        if different:
+            raise UserError(different)
         return folders, plan(self.config, folders)
 
     @property
