@@ -22,6 +22,7 @@ import os
 import posixpath
 import urllib.request
 import zipfile
+import zlib
 
 from common.errors import UserError
 
@@ -119,8 +120,9 @@ class Source:
                 return self._zip.read(self.root + relative)
             with open(os.path.join(self.root, relative), "rb") as handle:
                 return handle.read()
-        except (KeyError, OSError, zipfile.BadZipFile) as error:
-            raise UserError(f"{self.describe(relative)}: cannot read ({error})") from None
+        except (KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            # zlib.error: a deflated member whose compressed bytes are damaged
+            raise UserError(f"{self.describe(relative)}: cannot read ({type(error).__name__}: {error})") from None
 
     def read_text(self, relative: str) -> str:
         return self.read(relative).decode("utf-8", errors="replace")
@@ -167,11 +169,18 @@ class Source:
             fields = line.split()
             if not fields:
                 continue
-            try:
-                boxes[fields[0]] = tuple(int(v) for v in fields[1:5])
-            except ValueError:
-                raise UserError(f"{self.describe(relative)}:{number}: bad box line {line!r}") from None
+            boxes[fields[0]] = self._box(fields[1:], relative, number, line, "expected 'name x0 y0 x1 y1'")
         return boxes
+
+    def _box(self, fields: list[str], relative: str, number: int, line: str, expected: str) -> tuple[int, ...]:
+        """Four whole numbers, or a UserError naming the file and line: a short line would be a
+        box of fewer corners, a traceback at the first image that used it."""
+        try:
+            if len(fields) != 4:
+                raise ValueError
+            return tuple(int(v) for v in fields)
+        except ValueError:
+            raise UserError(f"{self.describe(relative)}:{number}: bad box line {line.strip()!r} ({expected})") from None
 
     def train_entries(self, wnids: list[str]) -> list[Entry]:
         entries = []
@@ -201,10 +210,9 @@ class Source:
                 raise UserError(f"{self.describe(relative)}:{number}: unknown class {wnid} (not in wnids.txt)")
             if wnid not in wanted:
                 continue
-            try:
-                box = tuple(int(v) for v in fields[2:6]) if len(fields) >= 6 else None
-            except ValueError:
-                raise UserError(f"{self.describe(relative)}:{number}: bad box in {line!r}") from None
+            # a name and a class, or those and a box: three to five fields would lose the box silently
+            box = self._box(fields[2:], relative, number, line, "expected 'name wnid x0 y0 x1 y1'") \
+                if len(fields) > 2 else None
             entries.append(Entry(f"val/images/{name}", "val", wnid, box))
         return sorted(entries, key=lambda e: e.path)
 

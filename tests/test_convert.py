@@ -268,6 +268,70 @@ def test_corrupt_jpeg_is_named_or_skipped(synthetic_zip, tmp_path):
     assert [s["file"] for s in result["skipped"]] == [name.split("/", 1)[1]]
 
 
+def test_a_damaged_deflated_member_is_named_in_one_line(synthetic_zip, tmp_path):
+    """Trial failure 5: a corrupt member of a deflated zip gave a zlib.error traceback."""
+    target = str(tmp_path / "deflated.zip")
+    wnid = synthetic_zip[1]["wnids"][0]
+    name = f"tiny-imagenet-200/train/{wnid}/images/{wnid}_3.JPEG"
+    with zipfile.ZipFile(synthetic_zip[0]) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for member in old.namelist():
+            new.writestr(member, old.read(member))
+    with zipfile.ZipFile(target) as z:
+        info = z.getinfo(name)
+    with open(target, "r+b") as handle:  # the member's compressed bytes start after its local header
+        handle.seek(info.header_offset + 26)
+        name_length, extra_length = np.frombuffer(handle.read(4), "<u2")
+        handle.seek(info.header_offset + 30 + int(name_length) + int(extra_length))
+        handle.write(b"\xff" * 8)
+    with pytest.raises(UserError) as refused:
+        run_convert(target, str(tmp_path / "out"), [32], classes="1", workers=1, show_progress=False)
+    message = str(refused.value)
+    assert message.startswith(f"{target}:{name}: cannot read (") and "\n" not in message, message
+    assert "error" in message.lower() or "bad" in message.lower()
+
+
+@pytest.mark.parametrize("where,line,expected", [
+    ("boxes", "{name}\t1\t2\t30", r"_boxes.txt:1: bad box line .* \(expected 'name x0 y0 x1 y1'\)"),
+    ("boxes", "{name}\t1\t2\tthirty\t40", r"_boxes.txt:1: bad box line"),
+    ("val", "{name}\t{wnid}\t1\t2\t30", r"val_annotations.txt:1: bad box line .* \(expected 'name wnid x0 y0 x1 y1'\)"),
+])
+def test_a_box_line_of_the_wrong_length_is_named_with_its_line(synthetic_zip, tmp_path, where, line, expected):
+    """Trial failure 7: a short line in a _boxes.txt gave a ValueError traceback; a val line with
+    5 fields silently lost its box."""
+    target = str(tmp_path / "bad.zip")
+    wnid = synthetic_zip[1]["wnids"][0]
+    path = (f"tiny-imagenet-200/train/{wnid}/{wnid}_boxes.txt" if where == "boxes"
+            else "tiny-imagenet-200/val/val_annotations.txt")
+    with zipfile.ZipFile(synthetic_zip[0]) as z:
+        lines = z.read(path).decode().splitlines()
+    name = lines[0].split("\t")[0]
+    lines[0] = line.format(name=name, wnid=lines[0].split("\t")[1] if where == "val" else wnid)
+    _rewrite_zip(synthetic_zip[0], target, {path: "\n".join(lines).encode()})
+    with pytest.raises(UserError, match=expected):
+        run_convert(target, str(tmp_path / "out"), [32], workers=1, show_progress=False)
+
+
+def test_a_16_bit_grayscale_png_keeps_its_grey_levels():
+    """Trial failure 11: a 16-bit grayscale PNG source was stored all white (PIL clips 16-bit
+    values to 255 when it converts to RGB). Expected: round(v / 257), as 65535 is white."""
+    from pipeline import imaging
+
+    levels = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(levels).save(buffer, format="PNG")
+    image, mode = imaging.open_rgb(buffer.getvalue(), "a.png")
+    assert mode.startswith("I") and mode in imaging.GRAYSCALE_MODES
+    expected = np.rint(levels.astype(np.float64) / 257.0)
+    got = np.asarray(image)
+    assert got.shape == (64, 64, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(got[..., channel], expected)
+    eight_bit = io.BytesIO()
+    Image.fromarray((levels // 257).astype(np.uint8)).save(eight_bit, format="PNG")
+    np.testing.assert_array_equal(np.asarray(imaging.open_rgb(eight_bit.getvalue(), "b.png")[0])[..., 0],
+                                  levels // 257)
+
+
 def test_output_folder_of_a_different_dataset(synthetic_zip, tmp_path):
     run_convert(synthetic_zip[0], str(tmp_path), [32], classes="1", workers=1, show_progress=False)
     with pytest.raises(UserError, match=r"32px/manifest.json: this folder holds a different conversion"):
