@@ -111,6 +111,19 @@ def test_analyze_writes_every_file_and_agrees_with_a_direct_evaluation(converted
     assert {n for n, _ in hard} <= train_names  # hard examples come from train, never val or test
 
 
+def test_an_eval_resolution_past_any_use_is_refused_before_anything_is_loaded(converted, tmp_path):
+    """Trial failure 14: --eval-resolution 5000 built a 30 GB tensor before failing. The records
+    are at 32 and 64 px: up to 4 x 64 = 256 px is accepted."""
+    from common.errors import UserError
+    from training import analysis
+
+    with pytest.raises(UserError, match=r"^--eval-resolution 257: at most 256 px \(4x the largest converted "
+                                        r"resolution, 64 px\)$"):
+        analysis.analyze(converted[0], str(tmp_path / "no_run"), eval_resolution=257)
+    with pytest.raises(UserError, match=r"no_run/best.keras: no best model"):  # 256 passes the check
+        analysis.analyze(converted[0], str(tmp_path / "no_run"), eval_resolution=256)
+
+
 @pytest.mark.slow
 def test_analyze_at_an_eval_resolution_resizes_the_nearest_records(converted, trained_run):
     out = converted[0]

@@ -70,6 +70,22 @@ def test_epochs_and_minutes_to_each_target(runs):
     assert starting["model"] == "models.py:wide"  # from state.json's copy of the config
 
 
+@pytest.mark.parametrize("garbage", [
+    "x,y,z,0.1,2.0,0.5,0.8,2.1,0.9,0.8,300.0,60\n",  # no numbers where the epoch and stage go
+    "99999.5,1,32,0.1,2.0,0.5,0.8,2.1,0.9,0.8,300.0,60\n",  # not a whole epoch
+    "0,1,32,0.1,2.0,0.5,0.8,2.1,0.9,0.8,300.0,60\n",  # epochs count from 1
+    "40,garbage,32,0.1,2.0,0.5,0.8,2.1,0.9,0.8,300.0,60\n",  # an epoch number and nonsense
+])
+def test_a_garbage_row_of_the_log_is_no_epoch(tmp_path, garbage):
+    """Trial failure 14: a garbage row of log.csv was counted as an epoch (and its val accuracy
+    as one reached). Two good rows around it: 2 epochs, best 0.52 at epoch 2, worked out by hand."""
+    run = write_run(str(tmp_path / "run"), state={"epoch": 2},
+                    log=[log_line(1, 1, 32, 0.30, 120), garbage, log_line(2, 1, 32, 0.52, 180)])
+    record = compare.summary(compare.load(run))
+    assert (record["epochs"], record["best_val_accuracy"], record["best_epoch"]) == (2, 0.52, 2)
+    assert record["epochs_to"]["0.6"] is None
+
+
 def test_other_targets(runs):
     record = compare.summary(compare.load(runs[0]), compare.parse_targets("0.65, 0.3"))
     assert record["epochs_to"] == {"0.65": 4, "0.3": 1}

@@ -154,7 +154,11 @@ def analyze(data: str, run_dir: str, resolution: int = 64, batch_size: int = 256
     from pipeline.verify import resolutions_in
 
     if eval_resolution:
-        resolution = nearest_resolution(resolutions_in(data), eval_resolution)
+        converted = resolutions_in(data)
+        if eval_resolution > 4 * max(converted):  # upscaled past any use, and a tensor of many GB
+            raise UserError(f"--eval-resolution {eval_resolution}: at most {4 * max(converted)} px (4x the largest "
+                            f"converted resolution, {max(converted)} px)")
+        resolution = nearest_resolution(converted, eval_resolution)
     with DataFolder.open(data, resolution).naming_corrupt_shards(("train", "val")) as folder:
         return _analyze(folder, RunDir(run_dir), batch_size, hard_count, classes, log,
                         eval_resolution or folder.resolution)

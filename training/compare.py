@@ -93,17 +93,23 @@ def _number(text) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _count(text) -> int | None:
+    """A whole number >= 1 (an epoch, a stage, a resolution), or None."""
+    value = _number(text)
+    return int(value) if value is not None and value >= 1 and value == int(value) else None
+
+
 def parse_log(text: str | None) -> list[Row]:
     """The rows of log.csv by epoch; a cut-off line is left out, an unreadable cell read as missing,
     and an epoch written twice (a resume that redid it) keeps its last row."""
     by_epoch = {}
     for record in csv.DictReader(io.StringIO(text or "")):
-        epoch = _number(record.get("epoch"))
-        if epoch is None or None in record.values():  # a short line: csv fills the missing cells with None
-            continue
-        resolution = _number(record.get("resolution"))
-        by_epoch[int(epoch)] = Row(int(epoch), None if resolution is None else int(resolution),
-                                   _number(record.get("val_accuracy")), _number(record.get("seconds")) or 0.0)
+        epoch, stage = _count(record.get("epoch")), _count(record.get("stage"))
+        if epoch is None or stage is None or None in record.values():  # a short line: csv fills in None
+            continue  # and a garbage row (no whole epoch and stage numbers) is no epoch
+        resolution = _count(record.get("resolution"))
+        by_epoch[epoch] = Row(epoch, resolution, _number(record.get("val_accuracy")),
+                              _number(record.get("seconds")) or 0.0)
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
