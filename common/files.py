@@ -39,12 +39,34 @@ def replacing(path: str, temporary: str | None = None):
     temporary = temporary or path + ".tmp"
     try:
         yield temporary
-    except BaseException:
+        gfile().rename(temporary, path, overwrite=True)
+    except BaseException as error:
         with contextlib.suppress(Exception):
             if gfile().exists(temporary):
                 gfile().remove(temporary)
+        reason = _storage_failure(error)
+        if reason is not None:  # a full disk or Drive, a read-only folder: name the file being written
+            raise UserError(f"{path}: cannot write it ({reason}); the previous version, if any, is kept") from None
         raise
-    gfile().rename(temporary, path, overwrite=True)
+
+
+def _storage_failure(error: BaseException) -> str | None:
+    """Why the storage refused a write (an OSError, or TensorFlow's file-system errors, which
+    often come without a message or a path), or None for any other error."""
+    import errno
+    import sys
+
+    if isinstance(error, OSError):
+        return error.strerror or errno.errorcode.get(error.errno or 0) or type(error).__name__
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None)
+    storage = () if errors is None else (errors.ResourceExhaustedError, errors.PermissionDeniedError,
+                                         errors.NotFoundError, errors.UnavailableError, errors.FailedPreconditionError)
+    if storage and isinstance(error, storage):
+        text = (error.message or "").strip().splitlines()
+        return text[0][:160] if text else {"ResourceExhaustedError": "no space left"}.get(
+            type(error).__name__, type(error).__name__)
+    return None
 
 
 def write_bytes(path: str, data: bytes, temporary: str | None = None) -> None:

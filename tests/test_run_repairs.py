@@ -135,3 +135,23 @@ def test_a_deleted_checkpoint_is_named_instead_of_starting_again_from_epoch_one(
     assert len(lines) == 1 and lines[0].startswith("error: ") and "checkpoint.npz: missing, but" in lines[0]
     assert "state.json says 1 epoch was done" in lines[0]
     assert (run_dir / "log.csv").read_text() == log
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device that is always full)")
+def test_a_full_disk_while_the_checkpoint_is_written_names_it_and_the_next_run_resumes(
+        records, one_epoch_done, tmp_path, capsys):
+    """Trial failure 10: a full disk during training said `error: No space left on device`, no
+    file named. The checkpoint's temporary file is made a link to /dev/full: every write to it
+    fails with ENOSPC, as on a full disk, and only there."""
+    run_dir = copy_of(one_epoch_done, tmp_path)
+    before = (run_dir / "checkpoint.npz").read_bytes()
+    (run_dir / "checkpoint.npz.tmp").symlink_to("/dev/full")
+    assert run_train(records, run_dir) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {run_dir}/checkpoint.npz: cannot write it ("), lines
+    assert "No space left on device" in lines[0] and lines[0].endswith("the previous version, if any, is kept")
+    assert (run_dir / "checkpoint.npz").read_bytes() == before  # epoch 1's, whole
+    assert run_train(records, run_dir) == 0  # the link is gone with the failed write: the run resumes
+    assert "resuming" in capsys.readouterr().out
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
+    assert [row.split(",")[0] for row in (run_dir / "log.csv").read_text().splitlines()[1:]] == ["1", "2"]
