@@ -15,7 +15,15 @@ import time
 import numpy as np
 import pytest
 
-from tests.test_train import ENV, config_file, log_rows, records, train, weights  # noqa: F401  (fixture)
+from tests.test_train import (
+    ENV,
+    assert_same_weights,
+    config_file,
+    log_rows,
+    records,  # noqa: F401  (a fixture)
+    train,
+    weights,
+)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")]
@@ -44,20 +52,26 @@ def test_sigkill_under_jax_then_restart_matches_an_uninterrupted_run(records, tm
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
-            if json.load(open(state_path))["epoch"] >= 1:
+            state = json.load(open(state_path))
+            if state["epoch"] >= 1 and state.get("batch", 0) >= 3:  # a timer checkpoint in epoch 2
                 break
         except (FileNotFoundError, json.JSONDecodeError):
             pass
         time.sleep(0.05)
+    # the kill lands while the run trains: it has not finished, and its checkpoint is short of the end
+    assert process.poll() is None, "the run ended before the kill"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
+    interrupted = json.load(open(state_path))
+    assert interrupted["epoch"] == 1 and 3 <= interrupted["batch"] < 20, interrupted  # mid-epoch
+    assert not os.path.exists(os.path.join(run_dir, "final.json"))
     resumed = train(records, run_dir, config, *JAX)
     assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert f"resuming {run_dir}: 1 epochs done and {interrupted['batch']} batches of the next" in resumed.stdout
     assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
     (clean_arrays, clean_state), (killed_arrays, killed_state) = weights(clean), weights(run_dir)
     assert killed_state["global_step"] == clean_state["global_step"] == 2 * 20
-    for a, b in zip(clean_arrays, killed_arrays):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert_same_weights(clean_arrays, killed_arrays)
 
 
 @pytest.mark.parametrize("first,second", [("tensorflow", "jax"), ("jax", "tensorflow")])
@@ -100,5 +114,6 @@ def test_two_device_data_parallel_on_cpu_equals_one_device(records, tmp_path):  
         assert float(split["loss"]) == pytest.approx(float(whole["loss"]), rel=1e-3)
     (arrays, state), (single_arrays, _) = weights(run_dir), weights(single)
     assert state["global_step"] == 20
+    assert len(arrays) == len(single_arrays) > 0
     drift = sum(float(np.abs(a - b).sum()) for a, b in zip(arrays, single_arrays))
     assert drift < 0.01 * sum(float(np.abs(b).sum()) for b in single_arrays)  # under 1% in all
