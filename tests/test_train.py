@@ -86,8 +86,12 @@ def weights(run_dir):
 @pytest.mark.slow
 def test_two_stage_run_learns_and_logs_every_epoch_once(records, tmp_path):
     run_dir = str(tmp_path / "run")
-    result = train(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]))
+    # as a user starts it: no TF_CPP_MIN_LOG_LEVEL of ours (which would switch the quiet start off),
+    # so a whole successful run also proves that nothing at all reaches stderr
+    users = {k: v for k, v in ENV.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TIN_VERBOSE")}
+    result = train(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]), env=users)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr == "", result.stderr[-3000:]
     assert "rules: no Dense, no Dropout" in result.stdout and "RULE BROKEN" not in result.stdout
     rows = log_rows(run_dir)
     assert [int(r["epoch"]) for r in rows] == list(range(1, 8))
