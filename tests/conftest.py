@@ -109,3 +109,12 @@ def build_split(data: str, split: str, resolution: int, batch_size: int, input_c
 
     return dataset.build(DataFolder.open(data, resolution), dataset.InputSpec(split, batch_size, **spec),
                          input_context)
+
+
+def top_k_by_sorting(probabilities, labels, k: int = 5) -> float:
+    """Top-k accuracy from its definition, written here for tests (not taken from the code under
+    test): the share of rows whose label is among the row's k highest scores."""
+    import numpy as np
+
+    ranked = np.argsort(-np.asarray(probabilities, dtype=np.float64), axis=1, kind="stable")[:, :k]
+    return float((ranked == np.asarray(labels)[:, None]).any(axis=1).mean())

@@ -16,7 +16,7 @@ import tensorflow as tf
 from pipeline import manifest as manifests
 from pipeline import records, statistics
 from pipeline.data_folder import DataFolder
-from tests.conftest import build_split, run_tool
+from tests.conftest import build_split, run_tool, top_k_by_sorting
 from training import analysis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,7 +92,7 @@ def test_analyze_writes_every_file_and_agrees_with_a_direct_evaluation(converted
     assert result["top1"] == pytest.approx((predictions == labels).mean())
     averaged = (probabilities + np.asarray(net.predict(images[:, :, ::-1], verbose=0))) / 2  # flip TTA
     assert result["top1_tta"] == pytest.approx((averaged.argmax(1) == labels).mean())
-    assert result["top5_tta"] == pytest.approx(analysis.top_k_accuracy(averaged, labels))
+    assert result["top5_tta"] == pytest.approx(top_k_by_sorting(averaged, labels))
     assert result["resolution"] == result["records_resolution"] == 32
     with open(os.path.join(folder, "per_class.csv")) as handle:
         rows = list(csv.DictReader(handle))
@@ -142,3 +142,12 @@ def test_analyze_at_an_eval_resolution_resizes_the_nearest_records(converted, tr
 
 def test_analyze_without_a_run_says_so(converted, tmp_path):
     assert run_tool("analyze", "--data", converted[0], "--run-dir", str(tmp_path), "--resolution", "32").returncode == 2
+
+
+def test_top_k_accuracy_on_rows_worked_by_hand():
+    """Row 0: label 2 has the highest score (top-1 and top-2 hit); row 1: label 0 is second
+    (top-2 only); row 2: label 1 is last of three (neither). Top-1 1/3, top-2 2/3, top-3 1."""
+    scores = np.array([[0.1, 0.2, 0.7], [0.3, 0.6, 0.1], [0.5, 0.1, 0.4]])
+    labels = np.array([2, 0, 1])
+    assert [analysis.top_k_accuracy(scores, labels, k) for k in (1, 2, 3)] == pytest.approx([1 / 3, 2 / 3, 1.0])
+

@@ -10,7 +10,7 @@ from keras import layers
 import model
 from model import rules
 from model.resnet import ZeroPadShortcut
-from training.schedules import CyclicalLearningRate, reference
+from training.schedules import CyclicalLearningRate
 
 
 def conv_params(kernel: int, cin: int, cout: int, separable: bool) -> int:
@@ -134,11 +134,13 @@ STEPS = [0, 1, 7, 99, 100, 101, 150, 199, 200, 201, 299, 350, 399, 400, 401, 555
 
 
 @pytest.mark.parametrize("mode,gamma", [("triangular", 1.0), ("triangular2", 1.0), ("exp_range", 0.999)])
-def test_cyclical_lr_equals_the_float64_reference(mode, gamma):
+def test_cyclical_lr_equals_smiths_formulas_in_float64(mode, gamma):
     schedule = CyclicalLearningRate(1e-3, 6e-3, 100, mode=mode, gamma=gamma)
     for step in STEPS:
-        assert float(schedule(step)) == pytest.approx(reference(step, 1e-3, 6e-3, 100, mode, gamma),
+        assert float(schedule(step)) == pytest.approx(smith(step, 1e-3, 6e-3, 100, mode, gamma),
                                                       rel=1e-5, abs=1e-9), step
+    # worked by hand: step 50 is half-way up the first ramp (x = 0.5): 1e-3 + 5e-3 * 0.5
+    assert float(schedule(50)) == pytest.approx(3.5e-3 if mode != "exp_range" else 1e-3 + 5e-3 * 0.5 * 0.999 ** 50)
     assert float(schedule(200)) == pytest.approx(1e-3)  # every cycle ends at base_lr
     if mode != "exp_range":
         assert float(schedule(100)) == pytest.approx(6e-3)  # the first peak reaches max_lr
@@ -147,7 +149,7 @@ def test_cyclical_lr_equals_the_float64_reference(mode, gamma):
 def test_cyclical_lr_is_exact_after_millions_of_steps():
     schedule = CyclicalLearningRate(0.01, 0.1, 781)
     for step in (5_000_017, 48_123_457, 123_456_789):
-        assert float(schedule(step)) == pytest.approx(reference(step, 0.01, 0.1, 781), rel=1e-5)
+        assert float(schedule(step)) == pytest.approx(smith(step, 0.01, 0.1, 781, "triangular", 1.0), rel=1e-5)
 
 
 def test_cyclical_lr_round_trips_through_config_and_a_saved_model(tmp_path):
@@ -179,7 +181,7 @@ def test_staged_schedule_counts_epochs_across_stages():
     schedule = StagedCyclicalLearningRate(0.01, 0.1, 2.0, [(0, 0, 10), (30, 3, 4)])
     for step, epochs in ((0, 0.0), (10, 1.0), (25, 2.5), (30, 3.0), (32, 3.5), (34, 4.0)):
         assert float(schedule.epoch_at(step)) == pytest.approx(epochs)
-        assert float(schedule(step)) == pytest.approx(reference(int(epochs * 100), 0.01, 0.1, 200), rel=1e-5)
+        assert float(schedule(step)) == pytest.approx(smith(epochs * 100, 0.01, 0.1, 200, "triangular", 1.0), rel=1e-5)
     again = StagedCyclicalLearningRate.from_config(schedule.get_config())
     assert float(again(33)) == float(schedule(33))
 
