@@ -86,7 +86,7 @@ def test_warp_moves_a_marked_pixel_where_the_matrix_says():
     assert brightest(out) == (11, 10) and out[0, 11, 10, 0] == pytest.approx(255.0)
 
 
-@pytest.mark.parametrize("name", ["rotate", "scale", "shear", "flip"])
+@pytest.mark.parametrize("name", ["rotate", "scale", "shear"])  # a flip mirrors: tested on its own above
 def test_geometric_ops_keep_the_centre(name):
     image = np.zeros((4, 32, 32, 3), np.float32)
     image[:, 14:18, 14:18] = 255.0  # a block around the centre
@@ -381,3 +381,116 @@ def test_cutout_fills_a_square_with_the_images_mean_colour():
         rows, cols = np.nonzero(erased.any(1))[0], np.nonzero(erased.any(0))[0]
         assert rows.size <= 16 and cols.size <= 16  # a side of m * 64 = 16 px, less where it hangs over
         assert erased.sum() == rows.size * cols.size  # one solid rectangle
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pixel ops against references (PIL, numpy in float64), and p per image against a binomial draw.
+# ----------------------------------------------------------------------------------------------------
+def integer_batch(size=8, res=32, low=30, high=220, seed=4):
+    """Whole grey levels (what PIL works on) in low..high."""
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.integers(low, high + 1, (size, res, res, 3)).astype(np.float32)), tf.one_hot(
+        np.arange(size) % 4, 4)
+
+
+def test_posterize_equals_pils_posterize_with_the_bits_it_kept():
+    from PIL import Image, ImageOps
+
+    images, labels = integer_batch(size=48)
+    out, _ = augment.Policy(policies.parse("posterize:p=1:m=4"))(images, labels, SEED)
+    kept = []
+    for image, result in zip(images.numpy().astype(np.uint8), out.numpy()):
+        matches = [bits for bits in range(4, 8)  # 8 - k bits kept, k dropped in 1..4
+                   if np.array_equal(result, np.asarray(ImageOps.posterize(Image.fromarray(image), bits)))]
+        assert len(matches) == 1, matches
+        kept.append(matches[0])
+    assert set(kept) == {4, 5, 6, 7}  # k drawn per image, every k of 1..m (each missed with chance (3/4)^48)
+
+
+def test_solarize_equals_pils_solarize_at_a_threshold_within_the_magnitude():
+    from PIL import Image, ImageOps
+
+    images, labels = integer_batch(low=0, high=255)
+    out, _ = augment.Policy(policies.parse("solarize:p=1:m=0.5"))(images, labels, SEED)
+    thresholds = []
+    for image, result in zip(images.numpy().astype(np.uint8), out.numpy()):
+        changed = result != image
+        threshold = int(image[changed].min()) if changed.any() else 256
+        assert 255 * 0.5 - 1 <= threshold <= 256  # drawn in [255 (1 - m), 255]
+        np.testing.assert_array_equal(result, np.asarray(ImageOps.solarize(Image.fromarray(image), threshold)))
+        thresholds.append(threshold)
+    assert np.std(thresholds) > 5
+
+
+def test_autocontrast_equals_pils_autocontrast_per_channel():
+    from PIL import Image, ImageOps
+
+    images, labels = integer_batch(low=40, high=180)
+    out, _ = augment.Policy(policies.parse("autocontrast:p=1"))(images, labels, SEED)
+    for image, result in zip(images.numpy().astype(np.uint8), out.numpy()):
+        theirs = np.asarray(ImageOps.autocontrast(Image.fromarray(image)), np.float64)
+        np.testing.assert_allclose(result, theirs, atol=1.0)  # PIL truncates its table to whole levels
+        assert result.min() == 0.0 and result.max() == 255.0
+
+
+def test_blur_blends_towards_the_binomial_3x3_blur_by_an_amount_within_the_magnitude():
+    images, labels = integer_batch()
+    out, _ = augment.Policy(policies.parse("blur:p=1:m=1"))(images, labels, SEED)
+    amounts = []
+    for image, result in zip(images.numpy().astype(np.float64), out.numpy().astype(np.float64)):
+        # numpy float64: [1, 2, 1] / 4 along rows then columns, edges mirrored (symmetric padding)
+        padded = np.pad(image, [(1, 1), (1, 1), (0, 0)], mode="symmetric")
+        rows = (padded[:-2] + 2 * padded[1:-1] + padded[2:]) / 4
+        blurred = (rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]) / 4
+        towards, moved = (blurred - image).ravel(), (result - image).ravel()
+        amount = float(towards @ moved / (towards @ towards))
+        np.testing.assert_allclose(result, image + amount * (blurred - image), atol=2e-3)
+        amounts.append(amount)
+    assert all(-1e-6 <= a <= 1 + 1e-6 for a in amounts) and np.std(amounts) > 0.1
+
+
+def normal_share_within(k: float) -> float:
+    import math
+
+    return math.erf(k / math.sqrt(2))
+
+
+def test_noise_is_one_gaussian_tile_in_sixteen_variants_at_a_strength_per_image():
+    images, labels = integer_batch(size=32, low=100, high=150)
+    out, _ = augment.Policy(policies.parse("noise:p=1:m=0.04"))(images, labels, SEED)
+    added = out.numpy().astype(np.float64) - images.numpy()
+    sigmas = added.reshape(32, -1).std(1)
+    assert all(0 < s <= 0.04 * 255 * 1.1 for s in sigmas) and np.std(sigmas) > 1  # drawn per image
+    tile = added[0] / np.abs(added[0]).max()
+    variants = [tile, tile[::-1], tile[:, ::-1], tile[::-1, ::-1]]
+    variants += [v.transpose(1, 0, 2) for v in variants]
+    variants += [-v for v in variants]
+    for image in added[1:]:
+        unit = image / np.abs(image).max()
+        assert min(np.abs(unit - v).max() for v in variants) < 1e-3  # one of the tile's 16 variants
+    values = (added[0] / added[0].std()).ravel()  # 32 x 32 x 3 draws of one standard normal tile
+    for k in (1, 2):
+        assert abs(np.mean(np.abs(values) < k) - normal_share_within(k)) < 0.02
+    assert abs(values.mean()) < 0.05
+
+
+# Ops that always change an image they run on (given the batch below): an image changed is an
+# image drawn, so the count of changed images is a Binomial(n, p) draw.
+ALWAYS_VISIBLE = {"flip": "", "scale": "", "rotate": "", "shear": "", "brightness": "", "contrast": "",
+                  "saturation": "", "hue": "", "grayscale": "", "invert": "", "cutout": "", "noise": "",
+                  "blur": "", "solarize": ":m=1", "posterize": "", "autocontrast": ""}
+
+
+@pytest.mark.parametrize("name", list(ALWAYS_VISIBLE))
+def test_each_image_is_drawn_with_probability_p(name):
+    """p is per image: at p=0.3 over 1,000 images the count of changed images is within 4.5
+    standard deviations of 300 (sd = sqrt(1000 * 0.3 * 0.7) = 14.5), and the changed images are
+    spread over the batch, not one block of it."""
+    size, p = 1000, 0.3
+    images, labels = integer_batch(size=size, res=16, low=30, high=220, seed=9)
+    images = tf.tensor_scatter_nd_update(images, [[i, 0, 0, 0] for i in range(size)], [255.0] * size)
+    out, _ = augment.Policy(policies.parse(f"{name}:p={p}{ALWAYS_VISIBLE[name]}"))(images, labels, SEED)
+    changed = np.abs(out.numpy() - images.numpy()).reshape(size, -1).max(1) > 1e-3
+    assert abs(changed.sum() - size * p) < 4.5 * np.sqrt(size * p * (1 - p)), changed.sum()
+    halves = changed[: size // 2].sum(), changed[size // 2:].sum()
+    assert abs(halves[0] - halves[1]) < 4.5 * np.sqrt(size * p * (1 - p)), halves
