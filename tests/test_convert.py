@@ -455,22 +455,49 @@ def _alive(pid):
         return False
 
 
+def _recorded_shards(out: str) -> int:
+    try:
+        manifest = json.load(open(os.path.join(out, "64px", "manifest.json")))
+    except (OSError, ValueError):
+        return 0
+    return sum(len(split["shards"]) for split in manifest["splits"].values())
+
+
 @pytest.mark.slow
-def test_kill_9_of_the_converter_takes_its_workers_with_it(tmp_path):
+def test_kill_9_of_the_converter_takes_its_workers_with_it_and_a_rerun_is_byte_identical(tmp_path):
+    """A real kill -9 mid-conversion (some shards recorded, others not): the workers die with it,
+    and the same command again finishes into shards byte-identical to a clean conversion's."""
     source = str(tmp_path / "big.zip")
     synthetic.make_zip(source, num_classes=4, train_per_class=400, val_per_class=10, test_images=0, seed=2)
-    process = subprocess.Popen([*CONVERT, "--source", source, "--out", str(tmp_path / "out"), "--resolutions",
-                                "32,48,64", "--workers", "2", "--shards-per-split", "8"], env=ENV, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = str(tmp_path / "out")
+    command = [*CONVERT, "--source", source, "--out", out, "--resolutions", "32,48,64", "--workers", "2",
+               "--shards-per-split", "8"]
+    process = subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     workers = []
-    while time.time() < deadline and len(workers) < 2:
-        workers = [c for c in _children(process.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()]
-        time.sleep(0.2)
+    while time.time() < deadline and (len(workers) < 2 or _recorded_shards(out) < 1):
+        workers = workers if len(workers) >= 2 else [
+            c for c in _children(process.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()]
+        time.sleep(0.05)
     assert len(workers) >= 2, "the converter never started its workers"
+    assert process.poll() is None, "the conversion ended before the kill"
     process.kill()
     process.wait(timeout=30)
     deadline = time.time() + 15
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers)
+    recorded = _recorded_shards(out)
+    assert 1 <= recorded < 2 * 8, recorded  # killed part-way: train and val have 8 shards each
+    assert json.load(open(os.path.join(out, "64px", "manifest.json")))["complete"] is False
+
+    again = subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    clean = str(tmp_path / "clean")
+    run_convert(source, clean, [32, 48, 64], shards_per_split=8, workers=1, show_progress=False)
+    for resolution in (32, 48, 64):
+        folder = f"{resolution}px"
+        assert _digests(os.path.join(out, folder)) == _digests(os.path.join(clean, folder)), folder
+        assert len(_digests(os.path.join(out, folder))) == 16
+        assert manifests.read(out, resolution)["mean"] == manifests.read(clean, resolution)["mean"]
+    assert verify.verify(out, report=lambda *_: None) == []
