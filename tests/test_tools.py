@@ -88,3 +88,51 @@ def test_model_train_step_rate_and_the_verdict_beside_the_input(converted):
     assert step_speed.verdict(1000, 2500, "policy:default").endswith("the input keeps up")
     # 400 of the 1,000 images/s the model could take: it waits 60% of the time
     assert "wait for data 60% of the time" in step_speed.verdict(1000, 400, "policy:default")
+
+
+def test_every_tools_command_line_succeeds_on_good_input(converted, tmp_path, capsys):
+    """Each command line as a user types it, run in this process (`main(argv)`): exit code 0 and
+    what it promises to write. Before, some ran only on their error paths."""
+    import zipfile
+
+    from tools import benchmark as benchmark_tool
+    from tools import lr_find, make_synthetic, model_card, order_stats, stats
+    from tools import preview as preview_tool
+
+    data, out = converted[0], tmp_path
+    made = str(out / "new" / "tiny.zip")
+    assert make_synthetic.main(["--out", made, "--classes", "3", "--train-per-class", "4", "--val-per-class", "2",
+                                "--test-images", "1"]) == 0
+    with zipfile.ZipFile(made) as archive:
+        assert len([n for n in archive.namelist() if n.endswith(".JPEG") and "/train/" in n]) == 12
+
+    assert preview_tool.main(["--data", data, "--resolution", "32", "--out", str(out / "p.png"),
+                              "--augment", "flip,cutout", "--columns", "3"]) == 0
+    assert Image.open(out / "p.png").size == (110 + 3 * 66, 3 * 66)
+
+    student = out / "student.py"
+    student.write_text("import keras\n\ndef build(num_classes):\n    inputs = keras.Input((None, None, 3))\n"
+                       "    x = keras.layers.Conv2D(num_classes, 3, padding='same')(inputs)\n"
+                       "    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))\n")
+    config = out / "c.toml"
+    config.write_text(f'model = "{student}:build"\n[[stages]]\nresolution = 32\nepochs = 1\nbatch_size = 8\n')
+    capsys.readouterr()
+    assert model_card.main(["--model", "resnet18", "--resolution", "32,64"]) == 0
+    assert "12,653,704 parameters" in capsys.readouterr().out
+    assert model_card.main(["--config", str(config), "--resolution", "32", "--classes", "4"]) == 0
+    # 3x3 conv, 3 -> 4 channels: 3 * 3 * 3 * 4 weights + 4 biases = 112, worked by hand
+    assert "112 parameters" in capsys.readouterr().out
+
+    assert lr_find.main(["--data", data, "--model", "resnet_tiny", "--resolution", "32", "--batch-size", "16",
+                         "--steps", "20", "--out", str(out / "lr")]) == 0
+    assert len((out / "lr" / "lr_find.csv").read_text().splitlines()) >= 20
+    assert benchmark_tool.main(["--data", data, "--resolution", "32", "--batch-size", "16", "--augment", "flip",
+                                "--epochs", "1", "--seconds", "0.2", "--repeats", "1", "--baseline", "none",
+                                "--json", str(out / "b.json")]) == 0
+    assert [r["augmentation"] for r in json.load(open(out / "b.json"))["results"]][-1] == "flip"
+    assert order_stats.main(["--data", data, "--resolution", "32", "--batch-size", "16",
+                             "--json", str(out / "o.json")]) == 0
+    assert json.load(open(out / "o.json"))
+    assert stats.main(["--data", data, "--resolution", "32", "--out", str(out / "s"), "--json",
+                       str(out / "s.json")]) == 0
+    assert json.load(open(out / "s.json")) and any(name.endswith(".png") for name in os.listdir(out / "s"))
