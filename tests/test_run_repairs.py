@@ -155,3 +155,36 @@ def test_a_full_disk_while_the_checkpoint_is_written_names_it_and_the_next_run_r
     assert "resuming" in capsys.readouterr().out
     assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
     assert [row.split(",")[0] for row in (run_dir / "log.csv").read_text().splitlines()[1:]] == ["1", "2"]
+
+
+def test_resuming_on_records_of_another_class_count_names_both_counts(one_epoch_done, tmp_path, capsys):
+    """Trial failure 12: "the checkpoint holds another model" instead of the class counts."""
+    other = synthetic.make_records(str(tmp_path / "three"), [32], shards_per_split=2, num_classes=3,
+                                   train_per_class=32, val_per_class=8, test_images=0, seed=5)
+    run_dir = copy_of(one_epoch_done, tmp_path)
+    assert run_train(other, run_dir) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == (
+        f"error: {run_dir}/checkpoint.npz: the checkpoint's model scores 4 classes, the records in --data hold 3; "
+        f"resume with the records it began with (or a new --run-dir)")
+
+
+def test_resuming_on_records_converted_again_into_other_shards_says_the_order_changes(
+        one_epoch_done, tmp_path, capsys):
+    """Trial failure 12: resuming over re-sharded records changed the epoch order unreported."""
+    resharded = synthetic.make_records(str(tmp_path / "resharded"), [32], shards_per_split=3, num_classes=4,
+                                       train_per_class=32, val_per_class=8, test_images=0, seed=5)
+    run_dir = copy_of(one_epoch_done, tmp_path)
+    assert run_train(resharded, run_dir) == 0
+    out = capsys.readouterr().out
+    assert ("resume: the records at 32px are another conversion than the run began with (other shards, seed or "
+            "source): training goes on, in another epoch order than an uninterrupted run") in out
+    with open(os.path.join(resharded, "32px", "manifest.json")) as handle:
+        fingerprint = json.load(handle)["fingerprint"]
+    assert json.loads((run_dir / "state.json").read_text())["records"] == {"32": fingerprint}
+
+
+def test_resuming_on_the_same_records_says_nothing_about_them(records, one_epoch_done, tmp_path, capsys):
+    run_dir = copy_of(one_epoch_done, tmp_path)
+    assert run_train(records, run_dir) == 0
+    assert "another conversion" not in capsys.readouterr().out

@@ -81,6 +81,21 @@ def read_state(run: RunDir) -> TrainingState | None:
     return TrainingState.from_dict(json.loads(_read(run.checkpoint)["state"].tobytes().decode()))
 
 
+def _class_counts(saved: list, current: list, model) -> tuple[int, int] | None:
+    """(saved, current) class counts when the only difference is the width of the class head,
+    else None: as many arrays, and each pair that differs does so in its last axis only, where
+    the model has its class count."""
+    classes = int(model.output_shape[-1])
+    if len(saved) != len(current):
+        return None
+    differing = [(a.shape, b.shape) for a, b in zip(saved, current) if a.shape != b.shape]
+    widths = {a[-1] for a, b in differing if len(a) == len(b) and a[:-1] == b[:-1] and b[-1] == classes}
+    if differing and len(widths) == 1 and all(len(a) == len(b) and a[:-1] == b[:-1] and b[-1] == classes
+                                             for a, b in differing):
+        return widths.pop(), classes
+    return None
+
+
 def restore(run: RunDir, model) -> TrainingState:
     """Restore weights and optimizer variables into a compiled, built model; return the state."""
     path = run.checkpoint
@@ -89,6 +104,10 @@ def restore(run: RunDir, model) -> TrainingState:
     weights = [data[k] for k in sorted(k for k in data if k.startswith("w"))]
     current = model.get_weights()
     if len(weights) != len(current) or any(a.shape != b.shape for a, b in zip(weights, current)):
+        classes = _class_counts(weights, current, model)
+        if classes is not None:
+            raise UserError(f"{path}: the checkpoint's model scores {classes[0]} classes, the records in --data hold "
+                            f"{classes[1]}; resume with the records it began with (or a new --run-dir)")
         raise UserError(f"{path}: the checkpoint holds another model (weights do not match {model.name})")
     model.set_weights(weights)
     optimizer = inner_optimizer(model.optimizer)

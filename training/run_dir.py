@@ -100,6 +100,7 @@ class TrainingState:
     best_epoch: int | None = None
     parameters: int | None = None  # of the model trained
     rules_broken: list[str] = dataclasses.field(default_factory=list)  # empty unless an experiment
+    records: dict[str, str] = dataclasses.field(default_factory=dict)  # resolution -> its conversion's fingerprint
 
     def to_dict(self) -> dict:
         """The record in the checkpoint and state.json; the best fields only once there is a best

@@ -173,6 +173,7 @@ class Trainer:
         else:
             state = TrainingState(self.config.fingerprint(), self.config.to_dict())
         state.parameters, state.rules_broken = net.count_params(), broken
+        self._note_other_records(state)
         total = self.config.total_epochs
         finished = files.read_json(self.run.final) if state.epoch >= total else None
         if isinstance(finished, dict) and finished.get("epochs") == total:
@@ -192,6 +193,18 @@ class Trainer:
         best = state.best_val_accuracy if state.best_val_accuracy is not None else float("nan")
         self.log(f"training done: {total} epochs; best val top-1 {best:.4f} at epoch {state.best_epoch}")
         return self.final_evaluation(net, state)
+
+    def _note_other_records(self, state: TrainingState) -> None:
+        """Records converted again (other shards, seed or source) since the run began: training
+        goes on, but its epoch order from here on is not the one an uninterrupted run would have
+        had, which a resume must say rather than hide. The state then names the records in use."""
+        current = {str(r): str(folder.manifest.get("fingerprint", "")) for r, folder in self.folders.items()}
+        changed = sorted((r for r in current if r in state.records and state.records[r] != current[r]), key=int)
+        if changed:
+            self.log(f"resume: the records at {', '.join(r + 'px' for r in changed)} are another conversion than "
+                     f"the run began with (other shards, seed or source): training goes on, in another epoch order "
+                     f"than an uninterrupted run")
+        state.records = current
 
     def _check_replicas_agree(self, net) -> None:
         """Every process ends with the same weights (data parallelism keeps one copy per device in
