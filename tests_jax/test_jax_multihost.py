@@ -188,3 +188,38 @@ def test_an_error_in_one_process_stops_every_process(records, tmp_path):
     assert (code0, code1) == (2, 2), (err0[-2000:], err1[-2000:])
     assert re.search(r"^error: .*run\.lock: the run is in use by process", err0, re.M), err0[-2000:]
     assert "error: --run-dir: process 0 stopped (its error line says why), and every process with it" in err1
+
+
+def test_configs_that_differ_between_processes_are_named_by_every_process(records, tmp_path):
+    """Process 1 started with one more --set: both end with the same line naming the config."""
+    port = _free_port()
+    run_dir = str(tmp_path / "run")
+    zero = _start(records, run_dir, 0, 2, port, 2)
+    one = _start(records, run_dir, 1, 2, port, 2, "--set=label_smoothing=0.2")
+    for code, _, err in _finish([zero, one], timeout=300):
+        assert code == 2, err[-2000:]
+        assert re.search(r"^error: the config \(--config and --set\) differs between the processes \(process 0: \d+, "
+                         r"process 1: \d+\); start every host with the same command$", err, re.M), err[-2000:]
+    assert not os.path.exists(os.path.join(run_dir, "log.csv"))
+
+
+def test_checkpoints_that_differ_between_processes_are_named_by_every_process(records, tmp_path):
+    """Each process sees its own --run-dir (as hosts would with a local folder instead of a
+    shared one): process 0 a checkpoint at epoch 1, process 1 none. Both stop before loading it."""
+    from training import config as configs
+    from training.run_dir import TrainingState
+
+    config = configs.read(os.path.join(ROOT, "configs", "demo.toml"), [*SETTINGS, "stages.0.epochs=1"])
+    state = TrainingState(config.fingerprint(), config.to_dict(), epoch=1).to_dict()
+    kept = tmp_path / "host0"
+    kept.mkdir()
+    np.savez(kept / "checkpoint.npz", state=np.frombuffer(json.dumps(state).encode(), np.uint8))
+    port = _free_port()
+    zero = _start(records, str(kept), 0, 2, port, 2)
+    one = _start(records, str(tmp_path / "host1"), 1, 2, port, 2)
+    for code, _, err in _finish([zero, one], timeout=300):
+        assert code == 2, err[-2000:]
+        assert ("error: the checkpoint in --run-dir (use one folder every host sees: gs:// or a shared file system) "
+                "differs between the processes (process 0: 1, process 1: -1)") in err, err[-2000:]
+    assert sorted(os.listdir(kept)) == ["checkpoint.npz", "run.lock"] or sorted(os.listdir(kept)) == [
+        "checkpoint.npz"]

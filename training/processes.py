@@ -169,7 +169,9 @@ def _gather(values: list[int]):
     import numpy as np
     from jax.experimental import multihost_utils
 
-    mine = np.array([v % 2**31 for v in values], dtype=np.int32)  # JAX keeps 32-bit integers
+    # JAX keeps 32-bit integers: wrapped into the signed range, so that small values (-1 for "no
+    # checkpoint") come back as they were, for the message that names them
+    mine = np.array([(v + 2**31) % 2**32 - 2**31 for v in values], dtype=np.int32)
     return np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(values))
 
 
@@ -199,7 +201,7 @@ def agree(values: dict[str, int], names: dict[str, str]) -> None:
 
     if jax.process_count() == 1:
         return
-    keys = sorted(values)
+    keys = list(values)  # the caller's order (the same code in every process): the first named is checked first
     everyone = _gather([values[k] for k in keys])
     for column, key in enumerate(keys):
         seen = everyone[:, column]
