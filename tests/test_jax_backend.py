@@ -69,6 +69,8 @@ def test_sigkill_under_jax_then_restart_matches_an_uninterrupted_run(records, tm
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"resuming {run_dir}: 1 epochs done and {interrupted['batch']} batches of the next" in resumed.stdout
     assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
+    for killed_row, clean_row in zip(log_rows(run_dir), log_rows(clean)):  # epoch 2 was cut and resumed
+        assert float(killed_row["val_loss"]) == pytest.approx(float(clean_row["val_loss"]), rel=1e-4)
     (clean_arrays, clean_state), (killed_arrays, killed_state) = weights(clean), weights(run_dir)
     assert killed_state["global_step"] == clean_state["global_step"] == 2 * 20
     assert_same_weights(clean_arrays, killed_arrays)

@@ -72,6 +72,17 @@ def _log_epochs(run_dir: str) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+def _log_rows(run_dir: str) -> list[dict]:
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        return list(csv.DictReader(handle))
+
+
+def _checkpoint_arrays(run_dir: str) -> dict[str, np.ndarray]:
+    """Weights (w...), optimizer variables (o...) and loss scale (s...) of a checkpoint."""
+    with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
+        return {key: data[key] for key in data.files if key != "state"}
+
+
 def _digest_of_checkpoint(run_dir: str) -> str:
     """sha256 over the checkpoint's weights in the model's order, as the trainer digests them."""
     with open(os.path.join(run_dir, "checkpoint.npz"), "rb") as handle:
@@ -136,6 +147,20 @@ def test_two_processes_train_as_one_and_resume_after_kill(records, tmp_path):
 
     config = configs.read(os.path.join(ROOT, "configs", "demo.toml"), [*SETTINGS, "stages.0.epochs=2"])
     assert json.load(open(state))["fingerprint"] == config.fingerprint()
+
+    # and the killed-and-resumed pair trained what an uninterrupted pair trains: the same losses,
+    # epoch by epoch, and every array of the checkpoint (weights and optimizer state) equal
+    clean = str(tmp_path / "clean")
+    port = _free_port()
+    assert [code for code, _, _ in _finish([_start(records, clean, i, 2, port, 3) for i in (0, 1)])] == [0, 0]
+    resumed_rows, clean_rows = _log_rows(run_dir), _log_rows(clean)
+    assert [r["epoch"] for r in resumed_rows] == [r["epoch"] for r in clean_rows] == ["1", "2", "3"]
+    for resumed_row, clean_row in zip(resumed_rows, clean_rows):
+        assert float(resumed_row["loss"]) == pytest.approx(float(clean_row["loss"]), rel=1e-4)
+    resumed_arrays, clean_arrays = _checkpoint_arrays(run_dir), _checkpoint_arrays(clean)
+    assert sorted(resumed_arrays) == sorted(clean_arrays) and len(clean_arrays) > 10
+    for key in clean_arrays:
+        np.testing.assert_allclose(resumed_arrays[key], clean_arrays[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 def test_a_process_without_its_coordinator_ends_with_one_line(records, tmp_path):
