@@ -76,6 +76,8 @@ class Trainer:
         # seconds the training input kept the model waiting; TensorFlow's op determinism forbids
         # reading the clock inside tf.data, so a deterministic run logs no input_wait
         self.input_wait = None if config.runtime.deterministic else wait_meter.WaitMeter()
+        # one for the whole run (not one a stage): its advice is given once a run
+        self._input_wait_logs = callbacks.InputWait(self.input_wait, self.log) if self.input_wait else None
         for index, stage in enumerate(config.stages):
             if stage.batch_size % runtime.replicas:
                 raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
@@ -225,7 +227,7 @@ class Trainer:
                                             save=self.writes)
         if not self.writes:
             return [checkpoints]
-        listed = [callbacks.InputWait(self.input_wait, self.log)] if self.input_wait else []
+        listed = [self._input_wait_logs] if self._input_wait_logs else []
         listed += [callbacks.EpochLog(run, stage.index, stage.resolution, stage.batch_size, self.schedule),
                    checkpoints, callbacks.BestModel(run, state), callbacks.Curves(run)]
         if importlib.util.find_spec("tensorboard") is not None:
