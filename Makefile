@@ -28,13 +28,13 @@ demo-steps:
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n 2 -m "not colab"
-	KERAS_BACKEND=jax $(PY) -m pytest tests_jax
+	KERAS_BACKEND=jax $(PY) -m pytest -n 2 tests_jax
 	$(MAKE) --no-print-directory test-colab
 
 # Colab's own versions (requirements-colab.txt: TF 2.19, Keras 3.10, numpy 2.0) on Python 3.12 where
 # pyenv has it, so that no API newer than Colab's slips in: the demo, with nothing at all on stderr
-# (the quiet start under TF 2.19), then the notebook executed as a GPU runtime. `!python` and run()
-# in the notebook find this environment's Python, as they find Colab's there.
+# (the quiet start under TF 2.19), then the notebook executed as a GPU and as a TPU runtime, side by
+# side. `!python` and run() in the notebook find this environment's Python, as Colab's find its own.
 COLAB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) $(PYTHON))
 COLAB_VENV := .venv-colab
 COLAB_PY := $(COLAB_VENV)/bin/python
@@ -51,7 +51,7 @@ test-colab: $(COLAB_VENV)/.installed
 		2> $(DEMO)-colab.stderr || (cat $(DEMO)-colab.stderr; exit 1)
 	@test ! -s $(DEMO)-colab.stderr || (echo "the demo wrote to stderr under Colab's versions:"; \
 		cat $(DEMO)-colab.stderr; exit 1)
-	$(COLAB_PY) -m pytest -p no:cacheprovider -m colab tests/test_notebook_run.py
+	$(COLAB_PY) -m pytest -p no:cacheprovider -n 2 -m colab tests/test_notebook_run.py
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

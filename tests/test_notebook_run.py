@@ -2,8 +2,8 @@
 QUICK = True: every cell must succeed, each section must leave what it promises, and a second run
 of the whole notebook converts and trains nothing again.
 
-The GPU run is marked `colab`: `make test` runs it once, under Colab's own versions (`make
-test-colab`), not also under the newest ones; the TPU run stays in the main suite.
+Both runs are marked `colab`: `make test` runs them once, side by side, under Colab's own
+versions (`make test-colab`: TensorFlow 2.19, Keras 3.10, JAX 0.6.2), not also under the newest.
 
 The dataset comes from a server on localhost, like the official URL: the real 10-class slice when
 TINY_IMAGENET_ZIP names it, else a synthetic zip of 10 classes in the official layout.
@@ -114,6 +114,7 @@ def test_the_notebook_runs_as_a_gpu_runtime_and_again_without_redoing_anything(t
     assert again.count("finished: ") == 3 and "Epoch 1/" not in again, again[-3000:]
 
 
+@pytest.mark.colab
 def test_the_notebook_runs_as_a_tpu_runtime_on_the_jax_backend(tmp_path, source_url):
     texts = execute(tmp_path, "tpu", source_url)
     everything = "\n".join(texts)
