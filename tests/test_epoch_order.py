@@ -244,7 +244,8 @@ def test_records_that_disagree_with_the_manifest_count_are_named(tmp_path):
     data = write_split(str(tmp_path / "My Drive"), examples=600, shards=2, classes=3)  # a space, as on Drive
     path = os.path.join(data, "8px", "manifest.json")
     manifest = json.load(open(path))
-    manifest["splits"]["train"]["num_examples"] = 620
+    manifest["splits"]["train"]["num_examples"] = 620  # and its shard's entry with it: the
+    manifest["splits"]["train"]["shards"][0]["num_examples"] += 20  # manifest agrees with itself, not with the files
     json.dump(manifest, open(path, "w"))
     expected = r"^\S+/My Drive/8px: the records hold another number of examples than the manifest says \(620\)"
     with pytest.raises(UserError, match=expected):
