@@ -21,9 +21,6 @@ Images are float32 in 0..255 throughout; labels are one-hot or soft float32 rows
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-
 import tensorflow as tf
 
 import pipeline.ops  # noqa: F401  (registers every op)
@@ -33,26 +30,9 @@ from pipeline.ops.colour import apply_colour
 from pipeline.ops.geometric import warp
 from pipeline.policy import Augmentation
 
-
-@dataclasses.dataclass(frozen=True)
-class Op:
-    """A registered op, for callers that list them (tools.preview, tools.benchmark, the tests)."""
-
-    name: str
-    kind: str  # "geometric" | "colour" | "pixel" | "mix"
-    p: float  # default probability per image
-    m: float  # default magnitude, in the op's own unit
-    fn: Callable
-    doc: str  # what the op does and why: its docstring
-
-
-def _op(declared: policy.Declared) -> Op:
-    fn = policy.implementation(declared.name)
-    return Op(declared.name, declared.kind, declared.p, declared.m, fn, (fn.__doc__ or "").strip())
-
-
-# Every declared op with its implementation: one declared but not implemented fails here, at import.
-REGISTRY: dict[str, Op] = {name: _op(declared) for name, declared in policy.DECLARED.items()}
+# Every op with its implementation (pipeline.policy.Registered: the declaration and the function);
+# one declared but not implemented fails here, at import.
+REGISTRY: dict[str, policy.Registered] = policy.registered()
 
 
 class Policy:

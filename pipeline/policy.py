@@ -73,7 +73,32 @@ DEFAULT_POLICY = (
     "cutout, noise, cutmix"
 )
 
-_IMPLEMENTATIONS: dict[str, Callable] = {}
+@dataclasses.dataclass(frozen=True)
+class Registered:
+    """A declared op with the function that implements it: what the executor runs and what
+    tools.preview, tools.benchmark and the report list. Its declaration is not copied: the table
+    above stays the one place that states an op's kind and defaults."""
+
+    declared: Declared
+    fn: Callable
+
+    @property
+    def name(self) -> str:
+        return self.declared.name
+
+    @property
+    def kind(self) -> str:
+        return self.declared.kind
+
+    @property
+    def doc(self) -> str:
+        """What the op does and why: its docstring."""
+        return (self.fn.__doc__ or "").strip()
+
+
+# Filled by `register` as pipeline/ops is imported (TensorFlow code); the table above is read
+# without it, by the config check.
+_IMPLEMENTATIONS: dict[str, Registered] = {}
 
 
 def names() -> tuple[str, ...]:
@@ -95,17 +120,23 @@ def register(kind: str):
             raise ValueError(f"augmentation {name!r} is not declared in pipeline.policy.DECLARED")
         if DECLARED[name].kind != kind:
             raise ValueError(f"augmentation {name!r} is declared {DECLARED[name].kind}, registered {kind}")
-        _IMPLEMENTATIONS[name] = fn
+        _IMPLEMENTATIONS[name] = Registered(DECLARED[name], fn)
         return fn
     return wrap
 
 
 def implementation(name: str) -> Callable:
     """The registered function of op `name` (its docstring says what it does and why)."""
-    try:
-        return _IMPLEMENTATIONS[name]
-    except KeyError:
-        raise LookupError(f"augmentation {name!r} has no implementation; import pipeline.ops") from None
+    return registered()[name].fn
+
+
+def registered() -> dict[str, Registered]:
+    """Every op, declared and implemented, in the table's order (pipeline.ops must be imported:
+    pipeline/augment.py does). An op declared but not implemented is named."""
+    missing = [name for name in DECLARED if name not in _IMPLEMENTATIONS]
+    if missing:
+        raise LookupError(f"augmentation {missing[0]!r} has no implementation; import pipeline.ops")
+    return {name: _IMPLEMENTATIONS[name] for name in DECLARED}
 
 
 def _entry(item) -> tuple[str, dict]:

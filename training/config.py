@@ -57,7 +57,7 @@ class Augment:
 
 
 @dataclasses.dataclass
-class Runtime:
+class RuntimeSettings:
     mixed_precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
     steps_per_execution: int = 0  # 0: auto (32 on TPU, 1 elsewhere)
     jit_compile: str = "auto"  # auto | true | false
@@ -78,7 +78,7 @@ class Config:
     optimizer: Optimizer = dataclasses.field(default_factory=Optimizer)
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
     augment: Augment = dataclasses.field(default_factory=Augment)
-    runtime: Runtime = dataclasses.field(default_factory=Runtime)
+    runtime: RuntimeSettings = dataclasses.field(default_factory=RuntimeSettings)
     label_smoothing: float = 0.1
     classes: int = 0  # 0: every class in the records; N: the first N
     seed: int = 0
