@@ -48,6 +48,21 @@ class Runtime:
             return make(None)
         return self.strategy.distribute_datasets_from_function(make)
 
+    def together(self, action: Callable, what: str):
+        """`action()` in every process of the run, each stopping if any one fails (a UserError),
+        so that none waits alone in its next collective (training/processes.py)."""
+        from training import processes
+
+        return processes.together(action, what, self.processes)
+
+    def agree(self, values: dict[str, int], names: dict[str, str]) -> None:
+        """Every process holds the same `values`, or every process stops with one line naming the
+        first that differs (`names`: how each is set); nothing to compare in a single process."""
+        if self.processes > 1:
+            from training import processes
+
+            processes.agree(values, names)
+
     @property
     def is_chief(self) -> bool:
         return self.worker_index == 0

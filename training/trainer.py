@@ -20,7 +20,7 @@ from model import custom
 from pipeline import dataset, wait_meter
 from pipeline.data_folder import DataFolder, differing_classes
 from pipeline.dataset import InputSpec
-from training import callbacks, checkpoint, evaluation, model_setup, processes, resume
+from training import callbacks, checkpoint, evaluation, model_setup, resume
 from training.config import Config
 from training.run_dir import RunDir, TrainingState
 from training.run_lock import RunLock, lock_guard
@@ -85,8 +85,7 @@ class Trainer:
         self.final_resolution = config.final_resolution or max(s.resolution for s in config.stages)
         # Every folder the run reads, its manifest loaded and checked once, before epoch 1.
         resolutions = sorted({s.resolution for s in config.stages} | {self.final_resolution})
-        self.folders, self.stages = processes.together(lambda: self._open(data_dir, resolutions), "--data",
-                                                       runtime.processes)
+        self.folders, self.stages = runtime.together(lambda: self._open(data_dir, resolutions), "--data")
         self.num_classes = len(self.stages[-1].folder.subset(config.classes or None).keep)
 
     def _open(self, data_dir: str, resolutions: list[int]):
@@ -138,8 +137,8 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
         # one train.py per run directory: process 0 holds the lock for all processes
-        lock = processes.together(lambda: RunLock(self.run.make().path).acquire() if self.writes else None,
-                                  "--run-dir", self.runtime.processes)
+        lock = self.runtime.together(lambda: RunLock(self.run.make().path).acquire() if self.writes else None,
+                                     "--run-dir")
         self._lock_guard = lock_guard(lock) if lock is not None else None
         try:
             return self._fit(stop_after)
@@ -148,12 +147,12 @@ class Trainer:
                 lock.release()
 
     def _fit(self, stop_after: int | None) -> dict | None:
-        saved, changes = processes.together(lambda: resume.check(self.run, self.config, make=self.writes),
-                                            "--run-dir", self.runtime.processes)
-        if self.runtime.processes > 1:  # before the checkpoint is loaded: loading is a collective too
-            processes.agree({"epoch": saved.epoch if saved else -1, "batch": saved.batch if saved else -1},
-                            {"epoch": "the checkpoint in --run-dir (use one folder every host sees: gs:// or a "
-                                      "shared file system)", "batch": "the checkpoint in --run-dir"})
+        saved, changes = self.runtime.together(lambda: resume.check(self.run, self.config, make=self.writes),
+                                               "--run-dir")
+        # before the checkpoint is loaded: loading is a collective too
+        self.runtime.agree({"epoch": saved.epoch if saved else -1, "batch": saved.batch if saved else -1},
+                           {"epoch": "the checkpoint in --run-dir (use one folder every host sees: gs:// or a "
+                                     "shared file system)", "batch": "the checkpoint in --run-dir"})
         self.schedule = model_setup.schedule_for(self.config, self.stages)
         net, broken = model_setup.build_model(self.config, self.runtime, self.stages[-1].folder, self.num_classes,
                                               self.schedule, self.log, self.run.model_file)
@@ -187,8 +186,7 @@ class Trainer:
         for stage in self.stages:
             if state.epoch < min(stage.last_epoch, until):
                 self._run_stage(net, stage, state, until)
-        if self.runtime.processes > 1:
-            self._check_replicas_agree(net)
+        self._check_replicas_agree(net)
         if state.epoch < total:
             self.log(f"stopped after epoch {state.epoch} of {total} as asked; run the same command to continue")
             return None
@@ -210,12 +208,15 @@ class Trainer:
 
     def _check_replicas_agree(self, net) -> None:
         """Every process ends with the same weights (data parallelism keeps one copy per device in
-        step); a digest of them is compared across processes and shown."""
+        step); a digest of them is compared across processes and shown. One process: nothing to
+        compare."""
+        if self.runtime.processes == 1:
+            return
         digest = hashlib.sha256()
         for weights in net.get_weights():
             digest.update(weights.tobytes())
         hexdigest = digest.hexdigest()
-        processes.agree({"weights": int(hexdigest[:7], 16)}, {"weights": "the trained weights"})
+        self.runtime.agree({"weights": int(hexdigest[:7], 16)}, {"weights": "the trained weights"})
         print(f"process {self.runtime.worker_index}: weights sha256 {hexdigest[:16]}, the same in all "
               f"{self.runtime.processes} processes", flush=True)
 
