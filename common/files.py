@@ -57,7 +57,7 @@ def _storage_failure(error: BaseException) -> str | None:
     import sys
 
     if isinstance(error, OSError):
-        return error.strerror or errno.errorcode.get(error.errno or 0) or type(error).__name__
+        return error.strerror or str(error) or errno.errorcode.get(error.errno or 0) or type(error).__name__
     tf = sys.modules.get("tensorflow")
     errors = getattr(tf, "errors", None)
     storage = () if errors is None else (errors.ResourceExhaustedError, errors.PermissionDeniedError,

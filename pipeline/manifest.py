@@ -84,9 +84,9 @@ def _problem(manifest: dict) -> str | None:
                 split.get("num_examples")) or split["num_examples"] < 0:
             return f"splits.{name}: expected num_examples and a list of shards"
         for shard in split["shards"]:
-            if not isinstance(shard, dict) or not isinstance(shard.get("file"), str) or not _whole(
-                    shard.get("num_examples")) or shard["num_examples"] < 0:
-                return f"splits.{name}: a shard without its file or num_examples"
+            if not isinstance(shard, dict) or not isinstance(shard.get("file"), str) or not isinstance(
+                    shard.get("sha256"), str) or not _whole(shard.get("num_examples")) or shard["num_examples"] < 0:
+                return f"splits.{name}: a shard without its file, sha256 or num_examples"
         if sum(shard["num_examples"] for shard in split["shards"]) != split["num_examples"]:
             return f"splits.{name}: num_examples is not the sum of its shards'"
         counts = split.get("class_counts")

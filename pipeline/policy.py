@@ -42,10 +42,11 @@ class Declared:
     p: float  # default probability per image
     m: float  # default magnitude, in the op's own unit
     m_range: tuple[float, float] | None  # the magnitudes accepted, both ends included
+    whole_m: bool = False  # m counts something (bits): a fraction would be cut off
 
 
 def _declare(kind: str, table: dict[str, tuple]) -> dict[str, Declared]:
-    return {name: Declared(name, kind, p, m, limits) for name, (p, m, limits) in table.items()}
+    return {name: Declared(name, kind, *entry) for name, entry in table.items()}
 
 
 # Every op, its kind, default (p, m) and the range of m; the units of m are documented on each
@@ -62,7 +63,7 @@ DECLARED: dict[str, Declared] = {
                           "invert": (0.05, 0.0, None)}),
     **_declare("pixel", {"cutout": (0.5, 0.4, (0.0, 1.0)), "noise": (0.2, 0.04, (0.0, 1.0)),
                          "blur": (0.1, 1.0, (0.0, 1.0)), "solarize": (0.1, 0.5, (0.0, 1.0)),
-                         "posterize": (0.1, 4.0, (1.0, 7.0)), "autocontrast": (0.1, 0.0, None)}),
+                         "posterize": (0.1, 4.0, (1.0, 7.0), True), "autocontrast": (0.1, 0.0, None)}),
     **_declare("mix", {"mixup": (0.3, 0.2, (0.01, 10.0)), "cutmix": (0.3, 1.0, (0.01, 10.0))}),
 }
 
@@ -127,7 +128,10 @@ def register(kind: str):
 
 def implementation(name: str) -> Callable:
     """The registered function of op `name` (its docstring says what it does and why)."""
-    return registered()[name].fn
+    try:
+        return _IMPLEMENTATIONS[name].fn
+    except KeyError:
+        raise LookupError(f"augmentation {name!r} has no implementation; import pipeline.ops") from None
 
 
 def registered() -> dict[str, Registered]:
@@ -154,7 +158,7 @@ def _entry(item) -> tuple[str, dict]:
     raise UserError(f"augmentation policy: cannot read {item!r}")
 
 
-def _augmentation(name, values: dict) -> Augmentation:
+def _augmentation(name, values: dict, check_ranges: bool = True) -> Augmentation:
     """One entry checked: a known name, only p and m, finite numbers, p a probability."""
     if not isinstance(name, str):
         raise UserError(f"augmentation policy: name {name!r} is not an augmentation's name")
@@ -173,7 +177,11 @@ def _augmentation(name, values: dict) -> Augmentation:
         raise UserError(f"augmentation policy: {name}: p and m must be finite numbers")
     if not 0.0 <= p <= 1.0:
         raise UserError(f"augmentation policy: {name}: p={p} outside [0, 1]")
+    if not check_ranges:
+        return Augmentation(name, p, m)
     limits = DECLARED[name].m_range
+    if DECLARED[name].whole_m and m != int(m):
+        raise UserError(f"augmentation policy: {name}: m={m:g} must be a whole number")
     if limits is None and "m" in values and m != DECLARED[name].m:
         raise UserError(f"augmentation policy: {name}: takes no magnitude (m={m:g} would be ignored)")
     if limits is not None and not limits[0] <= m <= limits[1]:
@@ -182,9 +190,10 @@ def _augmentation(name, values: dict) -> Augmentation:
     return Augmentation(name, p, m)
 
 
-def parse(spec) -> tuple[Augmentation, ...]:
+def parse(spec, check_ranges: bool = True) -> tuple[Augmentation, ...]:
     """A policy from config: a string `"flip, rotate:p=0.5:m=20, cutout"` or a list of names or
-    of tables `{name = "rotate", p = 0.5, m = 20}`. Unknown names and bad values are refused."""
+    of tables `{name = "rotate", p = 0.5, m = 20}`. Unknown names and bad values are refused.
+    `check_ranges=False` reads a policy a run was trained with before magnitudes had ranges."""
     if spec is None or spec == "default":
         spec = DEFAULT_POLICY
     if not isinstance(spec, (str, list, tuple)):
@@ -192,4 +201,5 @@ def parse(spec) -> tuple[Augmentation, ...]:
     if spec in ("none", ""):
         return ()
     items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
-    return tuple(item if isinstance(item, Augmentation) else _augmentation(*_entry(item)) for item in items)
+    return tuple(item if isinstance(item, Augmentation) else _augmentation(*_entry(item), check_ranges)
+                 for item in items)

@@ -172,6 +172,18 @@ def test_every_op_at_either_end_of_its_magnitude_range_gives_images_in_range(end
     out, out_labels = augment.Policy(policies.parse(entries))(images, labels, SEED, bbox)
     assert np.isfinite(out.numpy()).all() and out.numpy().min() >= 0.0 and out.numpy().max() <= 255.0
     np.testing.assert_allclose(out_labels.numpy().sum(1), 1.0, atol=1e-5)
+    # the policy clips to 0..255 at its end, so also: still pictures (not a clipped flat field)
+    assert (out.numpy().reshape(16, -1).std(1) > 1.0).all()
+
+
+def test_a_saved_policy_from_before_the_ranges_is_still_reported():
+    """A run trained with a magnitude the ranges now refuse keeps its report (tools.report)."""
+    from training import report
+
+    lines = report.augmentations({"augment": {"policy": "rotate:m=270, flip"}})
+    assert lines[0].startswith("rotate (p=0.3, m=270): ") and lines[1].startswith("flip (p=0.5, m=0): ")
+    with pytest.raises(UserError, match="rotate: m=270 outside"):
+        policies.parse("rotate:m=270, flip")
 
 
 def test_every_default_magnitude_lies_in_its_range():

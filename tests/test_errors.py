@@ -138,6 +138,7 @@ def test_an_output_folder_that_cannot_be_created_is_one_line(synthetic_zip, tmp_
     ("rotate:m=720", r"rotate: m=720 outside \[0, 180\]"),
     ("mixup:m=0", r"mixup: m=0 outside \[0.01, 10\]"),
     ("flip:m=2", r"flip: takes no magnitude \(m=2 would be ignored\)"),
+    ("posterize:m=2.5", r"posterize: m=2.5 must be a whole number"),
 ])
 def test_impossible_policies_are_one_line(spec, message):
     from pipeline import policy
@@ -170,6 +171,8 @@ GARBLED = {
     "no mean": (lambda m: m.pop("mean"), "damaged (mean: expected 3 numbers)"),
     "format_version as text": (lambda m: m.update(format_version="1"), "format_version '1': expected a whole number"),
     "no classes": (lambda m: m.update(classes=[]), "damaged (classes: expected a non-empty list of {wnid, words})"),
+    "a shard without its sha256": (lambda m: m["splits"]["train"]["shards"][0].pop("sha256"),
+                                   "damaged (splits.train: a shard without its file, sha256 or num_examples)"),
     "counts of another class list": (lambda m: m["splits"]["val"].update(class_counts=[1, 2]),
                                      "damaged (splits.val.class_counts: expected one count per class (6))"),
 }
@@ -180,8 +183,8 @@ def test_a_garbled_manifest_is_one_line_naming_it_in_every_tool(damaged, garble,
     """Trial failure 4: a garbled manifest gave tracebacks in train, benchmark, analyze and
     lr_find while verify exited 0. Each tool's command line runs in this process (`main`)."""
     import train
+    from tools import analyze, lr_find, verify
     from tools import benchmark as benchmark_tool
-    from tools import lr_find, verify
 
     path = os.path.join(damaged, "32px", "manifest.json")
     manifest = json.load(open(path))
@@ -196,6 +199,8 @@ def test_a_garbled_manifest_is_one_line_naming_it_in_every_tool(damaged, garble,
         "lr_find": lambda: lr_find.main(["--data", damaged, "--model", "resnet_tiny", "--resolution", "32",
                                          "--batch-size", "8",
                                          "--out", os.path.join(damaged, "lr")]),
+        "analyze": lambda: analyze.main(["--data", damaged, "--run-dir", os.path.join(damaged, "no_run"),
+                                         "--resolution", "32"]),
         "train": lambda: train.main(["--data", damaged, "--run-dir", os.path.join(damaged, "run"), "--quiet",
                                      "--backend", "tensorflow", "--config", os.path.join(ROOT, "configs", "demo.toml"),
                                      "--set=stages.0.batch_size=8", "--set=stages.1.resolution=32",

@@ -117,10 +117,18 @@ def test_a_best_model_of_an_earlier_epoch_lost_is_chosen_again_from_the_next_epo
     run = RunDir(str(tmp_path))
     state = TrainingState(epoch=3, best_epoch=2, best_val_accuracy=0.5)
     said = []
-    resume.restore_best_model(run, model=None, state=state, log=said.append)
+    resume.restore_best_model(run, model=None, state=state, total_epochs=10, log=said.append)
     assert state.best_epoch is None and state.best_val_accuracy is None and state.improved_by(0.01)
     assert said == [f"{run.best_model}: missing (the weights of epoch 2, the best so far, are gone); "
                     f"the best model is chosen again from epoch 4 on"]
+    # with every epoch trained (killed in the final evaluation) nothing would choose it again:
+    # the record stays, and the loss is said
+    finished = TrainingState(epoch=3, best_epoch=2, best_val_accuracy=0.5)
+    said.clear()
+    resume.restore_best_model(run, model=None, state=finished, total_epochs=3, log=said.append)
+    assert (finished.best_epoch, finished.best_val_accuracy) == (2, 0.5)
+    assert said == [f"{run.best_model}: missing (the weights of epoch 2, the best, are gone) and no epoch is left "
+                    f"to train: it cannot be rebuilt; the final evaluation uses the last weights"]
 
 
 def test_a_deleted_checkpoint_is_named_instead_of_starting_again_from_epoch_one(

@@ -34,7 +34,8 @@ def augmentations(config: dict) -> list[str]:
     """'name (p=.., m=..): what it does.' for each step of the run's policy, in policy order."""
     from pipeline import augment  # TensorFlow: only once a report is asked for
 
-    steps = policy.parse((config.get("augment") or {}).get("policy", "default"))
+    # as trained: a run from before magnitudes had ranges is reported, not refused
+    steps = policy.parse((config.get("augment") or {}).get("policy", "default"), check_ranges=False)
     return [f"{step.name} (p={step.p:g}, m={step.m:g}): {_first_sentence(augment.REGISTRY[step.name].doc)}"
             for step in steps]
 

@@ -54,30 +54,36 @@ def _refuse_a_lost_checkpoint(run: RunDir) -> None:
                         f"again from epoch 1)")
 
 
-def restore_best_model(run: RunDir, model, state: TrainingState, log=print) -> None:
+def restore_best_model(run: RunDir, model, state: TrainingState, total_epochs: int, log=print) -> None:
     """best.keras as the checkpoint says it is, after a kill or a full disk while it was written.
 
     The checkpoint records a new best before best.keras is written (callbacks.BestModel), so a
     run stopped in between holds the best epoch's weights in its checkpoint only: when the best
-    epoch is the checkpoint's own (and no batch of the next was taken) and best.keras is missing
-    or older than the checkpoint, best.keras is written again from the restored weights. A
-    best.keras lost for an
-    earlier epoch cannot be rebuilt: the best is then counted again from the next epoch on, so
-    that best.keras and the recorded best always agree."""
+    epoch is the checkpoint's own (and no batch of the next was taken) and best.keras is missing,
+    older than the checkpoint or of unknown age (a file system without modification times),
+    best.keras is written again from the restored weights. A best.keras lost for an earlier epoch
+    cannot be rebuilt: the best is then counted again from the next epoch on, so that best.keras
+    and the recorded best agree; with no epoch left to train, the record stays and the loss is said."""
     from training import callbacks
 
     if state.best_epoch is None:
         return
     exists = files.gfile().exists(run.best_model)
     if state.best_epoch == state.epoch and state.batch == 0:
-        if not exists or _modified(run.best_model) < _modified(run.checkpoint):
+        written = _modified(run.best_model) if exists else 0
+        if not written or written < _modified(run.checkpoint):
             log(f"{run.best_model}: written again from the checkpoint (epoch {state.epoch}, the best so far)")
             callbacks.save_model(model, run.best_model)
         return
-    if not exists:
-        log(f"{run.best_model}: missing (the weights of epoch {state.best_epoch}, the best so far, are gone); "
-            f"the best model is chosen again from epoch {state.epoch + 1} on")
-        state.best_val_accuracy = state.best_epoch = None
+    if exists:
+        return
+    if state.epoch >= total_epochs:
+        log(f"{run.best_model}: missing (the weights of epoch {state.best_epoch}, the best, are gone) and no epoch "
+            f"is left to train: it cannot be rebuilt; the final evaluation uses the last weights")
+        return
+    log(f"{run.best_model}: missing (the weights of epoch {state.best_epoch}, the best so far, are gone); "
+        f"the best model is chosen again from epoch {state.epoch + 1} on")
+    state.best_val_accuracy = state.best_epoch = None
 
 
 def _modified(path: str) -> int:

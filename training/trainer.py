@@ -161,7 +161,7 @@ class Trainer:
             state.config = self.config.to_dict()
         if self.writes:
             if saved is not None:
-                resume.restore_best_model(self.run, net, state, self.log)
+                resume.restore_best_model(self.run, net, state, self.config.total_epochs, self.log)
             resume.record(self.run, self.config, changes, saved.epoch if saved else 0, self.log)
             resume.keep_model_file(self.run, self.config.model)
             # The log agrees with the checkpoint: rows of epochs it does not hold (a run killed
