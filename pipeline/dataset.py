@@ -97,11 +97,9 @@ class SplitInfo:
 
 
 def training_steps(folder: DataFolder, batch_size: int, classes=None) -> int:
-    """Steps of a training epoch at a global batch size: whole batches of the kept examples."""
-    count = folder.count("train", folder.subset(classes))
-    if count < batch_size:
-        raise UserError(f"train at {folder.resolution}px: {count} examples, fewer than one batch of {batch_size}")
-    return count // batch_size
+    """Steps of a training epoch at a global batch size: whole batches of the kept examples, as
+    one pipeline lays them out (`_layout`, which also holds the one "at least one batch" check)."""
+    return _layout(folder, InputSpec("train", batch_size, classes=classes), None).steps
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,11 +51,10 @@ def plan(config: Config, folders: dict[int, DataFolder]) -> list[StagePlan]:
     stages, epoch, step = [], 0, 0
     for index, stage in enumerate(config.stages):
         folder = folders[stage.resolution]
-        count = folder.count("train", folder.subset(config.classes or None))
-        if count < stage.batch_size:
-            raise UserError(f"{config.source}: stages[{index}] batch_size {stage.batch_size} exceeds the "
-                            f"{count} training examples at {stage.resolution}px")
-        steps = dataset.training_steps(folder, stage.batch_size, config.classes or None)
+        try:
+            steps = dataset.training_steps(folder, stage.batch_size, config.classes or None)
+        except UserError as error:  # the pipeline's own check, told which stage of which config
+            raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size}: {error}") from None
         if config.runtime.steps_per_epoch:  # a quick check: a few steps of every stage
             steps = min(steps, config.runtime.steps_per_epoch)
         stages.append(StagePlan(index, folder, stage.batch_size, epoch, stage.epochs, steps, step))
