@@ -89,6 +89,16 @@ class Config:
     def total_epochs(self) -> int:
         return sum(s.epochs for s in self.stages)
 
+    @property
+    def evaluation_resolution(self) -> int:
+        """Where the final evaluation runs: final_resolution, or the largest stage's."""
+        return self.final_resolution or max(s.resolution for s in self.stages)
+
+    @property
+    def resolutions(self) -> list[int]:
+        """Every resolution a run reads: each stage's and the final evaluation's."""
+        return sorted({s.resolution for s in self.stages} | {self.evaluation_resolution})
+
     def fingerprint(self) -> str:
         """What must not change when a run resumes (stages, model, schedule, seed)."""
         keep = {"model": self.model, "stages": [dataclasses.asdict(s) for s in self.stages],

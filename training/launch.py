@@ -97,8 +97,8 @@ def train(args, backend: str) -> int:
         if args.stage_data:
             from training.staging import stage
 
-            needed = sorted(r for r in {s.resolution for s in config.stages} | {config.final_resolution or 0} if r)
-            data = runtime.together(lambda: stage(args.data, args.stage_data, needed, log=log), "--stage-data")
+            data = runtime.together(lambda: stage(args.data, args.stage_data, config.resolutions, log=log),
+                                    "--stage-data")
         keras.utils.set_random_seed(config.seed)
         # --quiet: Keras's one line per epoch (the log a notebook shows) instead of a per-batch bar
         verbose = 0 if not runtime.is_chief else 2 if args.quiet else 1

@@ -64,9 +64,7 @@ def build_model(config: Config, runtime: Runtime, folder: DataFolder, num_classe
     with runtime.scope():
         net = custom.build_any(config.model, num_classes, folder.mean, folder.std, fallback_file=model_file)
         if custom.kind_of(config.model) == "file":
-            custom.check_resolutions(net, [stage.resolution for stage in config.stages]
-                                     + [config.final_resolution or max(s.resolution for s in config.stages)],
-                                     config.model)
+            custom.check_resolutions(net, config.resolutions, config.model)
         if hasattr(net, "output_kind"):
             log(f"model {custom.describe(config.model)}: its output read as {net.output_kind}"
                 + (" (a softmax is added)" if net.output_kind == "logits" else ""))

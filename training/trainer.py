@@ -81,9 +81,9 @@ class Trainer:
             if stage.batch_size % runtime.replicas:
                 raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
                                 f"evenly over {runtime.replicas} replicas; use a multiple of {runtime.replicas}")
-        self.final_resolution = config.final_resolution or max(s.resolution for s in config.stages)
+        self.final_resolution = config.evaluation_resolution
         # Every folder the run reads, its manifest loaded and checked once, before epoch 1.
-        resolutions = sorted({s.resolution for s in config.stages} | {self.final_resolution})
+        resolutions = config.resolutions
         self.folders, self.stages = runtime.together(lambda: self._open(data_dir, resolutions), "--data")
         self.num_classes = len(self.stages[-1].folder.subset(config.classes or None).keep)
 
