@@ -89,11 +89,10 @@ def _class_counts(saved: list, current: list, model) -> tuple[int, int] | None:
     if len(saved) != len(current):
         return None
     differing = [(a.shape, b.shape) for a, b in zip(saved, current) if a.shape != b.shape]
-    widths = {a[-1] for a, b in differing if len(a) == len(b) and a[:-1] == b[:-1] and b[-1] == classes}
-    if differing and len(widths) == 1 and all(len(a) == len(b) and a[:-1] == b[:-1] and b[-1] == classes
-                                             for a, b in differing):
-        return widths.pop(), classes
-    return None
+    if not differing or not all(len(a) == len(b) and a[:-1] == b[:-1] and b[-1] == classes for a, b in differing):
+        return None
+    widths = {a[-1] for a, _ in differing}
+    return (widths.pop(), classes) if len(widths) == 1 else None
 
 
 def restore(run: RunDir, model) -> TrainingState:
