@@ -182,15 +182,11 @@ def _refuse_other_classes_beside(out: str, resolutions: list[int], wnids: list[s
     """A run reads every resolution of one folder with one label table: a resolution converted
     into `out` with other classes (another --classes or source) than one already there would give
     label i another class at each stage. Refused before anything is written."""
-    gfile = files.gfile()
-    if not gfile.isdir(out):
-        return
-    for name in sorted(gfile.listdir(out)):
-        name = name.rstrip("/")
-        if not (name.endswith("px") and name[:-2].isdigit()) or int(name[:-2]) in resolutions:
+    for resolution in manifests.resolution_folders(out):
+        if resolution in resolutions:
             continue
-        path = files.join(out, name, manifests.NAME)
-        existing = files.read_json(path) if gfile.exists(path) else None
+        path = files.join(manifests.resolution_dir(out, resolution), manifests.NAME)
+        existing = files.read_json(path)
         theirs = [c.get("wnid") for c in existing.get("classes", []) if isinstance(c, dict)] \
             if isinstance(existing, dict) and isinstance(existing.get("classes"), list) else None
         if theirs is not None and theirs != wnids:

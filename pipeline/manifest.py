@@ -24,6 +24,17 @@ def resolution_dir(data_dir: str, resolution: int) -> str:
     return posixpath.join(data_dir.rstrip("/"), f"{int(resolution)}px")
 
 
+def resolution_folders(data_dir: str) -> list[int]:
+    """The resolutions of the `<res>px` folders inside `data_dir` (with or without a manifest),
+    sorted; none when it is not a folder."""
+    gfile = files.gfile()
+    if not gfile.isdir(data_dir):
+        return []
+    names = (name.rstrip("/") for name in gfile.listdir(data_dir))
+    return sorted(int(name[:-2]) for name in names if name.endswith("px") and name[:-2].isdigit()
+                  and gfile.isdir(files.join(data_dir, name)))
+
+
 def read(data_dir: str, resolution: int, require_complete: bool = True) -> dict:
     """The manifest of one resolution, checked enough that later code can trust its fields."""
     path = posixpath.join(resolution_dir(data_dir, resolution), NAME)

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 from common import files
 from common.errors import UserError
+from pipeline import manifest as manifests
 from pipeline.data_folder import DataFolder, differing_classes
 
 
 def resolutions_in(data_dir: str) -> list[int]:
     """The resolutions of the `<res>px` folders inside (with or without a manifest)."""
-    gfile = files.gfile()
-    if not gfile.isdir(data_dir):
+    if not files.gfile().isdir(data_dir):
         raise UserError(f"{data_dir}: no such folder")
-    found = []
-    for name in gfile.listdir(data_dir):
-        name = name.rstrip("/")
-        if name.endswith("px") and name[:-2].isdigit() and gfile.isdir(files.join(data_dir, name)):
-            found.append(int(name[:-2]))  # with or without a manifest: a missing one is reported
+    found = manifests.resolution_folders(data_dir)  # with or without a manifest: a missing one is reported
     if not found:
         raise UserError(f"{data_dir}: no <res>px folder inside; is this a converted folder?")
     return sorted(found)
