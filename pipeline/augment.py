@@ -21,12 +21,14 @@ Images are float32 in 0..255 throughout; labels are one-hot or soft float32 rows
 
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 
 import pipeline.ops  # noqa: F401  (registers every op)
 from pipeline import policy
 from pipeline.ops import draws, row_view
-from pipeline.ops.colour import apply_colour
+from pipeline.ops.colour import apply_colour, colour_of_mean
 from pipeline.ops.geometric import warp
 from pipeline.policy import Augmentation
 
@@ -81,6 +83,8 @@ class Policy:
             for step in self.kinds["colour"]:
                 affine = REGISTRY[step.name].fn(facts, affine, seed_of[id(step)], step.p, step.m)
             images = apply_colour(images, affine)
+            # The pixel ops see the mean colour moved by the colour map (see BatchFacts.mean_colour).
+            facts = dataclasses.replace(facts, mean_colour=colour_of_mean(facts, affine))
         for step in self.kinds["pixel"]:
             images = REGISTRY[step.name].fn(facts, images, seed_of[id(step)], step.p, step.m)
         images = tf.clip_by_value(images, 0.0, 255.0)

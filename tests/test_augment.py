@@ -395,6 +395,33 @@ def test_cutout_fills_a_square_with_the_images_mean_colour():
         assert erased.sum() == rows.size * cols.size  # one solid rectangle
 
 
+def test_cutout_in_a_policy_fills_with_the_source_mean_through_the_colour_map():
+    """Inside a policy the fill is the source image's mean colour moved by the colour ops, not a
+    second read of the warped batch: the same whether or not the warp moved the mean. Red is 100
+    everywhere (so out - 100 is the brightness shift); green and blue are gradients that a shift
+    with reflected borders changes the mean of."""
+    size = 8
+    ramp = np.linspace(0.0, 150.0, 64, dtype=np.float32)
+    image = np.stack([np.full((64, 64), 100.0, np.float32), np.broadcast_to(ramp, (64, 64)),
+                      np.broadcast_to(ramp[:, None], (64, 64))], -1)
+    before = np.broadcast_to(image, (size, 64, 64, 3)).copy()
+    labels = tf.one_hot(np.arange(size), size)
+
+    def run(cutout_p):
+        spec = f"translate:p=1:m=0.25, brightness:p=1:m=0.2, cutout:p={cutout_p}:m=0.25"
+        return augment.Policy(policies.parse(spec))(tf.constant(before), labels, SEED)[0].numpy()
+
+    plain, erased_out = run(0.0), run(1.0)  # the same draws: cutout is the last step
+    moved = 0
+    for kept, after in zip(plain, erased_out):
+        erased = np.abs(after - kept).max(-1) > 1e-3
+        delta = kept[..., 0].mean() - 100.0  # red: 100 everywhere, so this is the shift
+        expected = image.astype(np.float64).mean((0, 1)) + delta
+        np.testing.assert_allclose(after[erased], np.broadcast_to(expected, after[erased].shape), atol=1e-2)
+        moved += np.abs(kept.astype(np.float64).mean((0, 1)) - delta - image.mean((0, 1))).max() > 0.5
+    assert moved >= size // 2  # the warp did move the mean of most images: the test tells the two apart
+
+
 # ----------------------------------------------------------------------------------------------------
 # Pixel ops against references (PIL, numpy in float64), and p per image against a binomial draw.
 # ----------------------------------------------------------------------------------------------------

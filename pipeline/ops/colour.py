@@ -25,7 +25,7 @@ def _gray_row():
     return tf.constant([GRAY], tf.float32)  # [1, 3]
 
 
-def _current_mean(facts: BatchFacts, affine):
+def colour_of_mean(facts: BatchFacts, affine):
     """The per-image mean colour after the transform so far (affine maps commute with the mean)."""
     matrix, offset = affine
     return tf.einsum("bij,bj->bi", matrix, facts.mean_colour) + offset
@@ -56,7 +56,7 @@ def contrast(facts: BatchFacts, affine, seed, p: float, m: float):
     cameras flatten contrast; the network should still see the shapes."""
     factor = tf.where(draws.coin(facts, draws.second_stream(seed), p),
                       draws.uniform(facts, seed, 1 - m, 1 + m), 1.0)
-    grey = tf.reduce_sum(_current_mean(facts, affine) * _gray_row(), axis=-1)
+    grey = tf.reduce_sum(colour_of_mean(facts, affine) * _gray_row(), axis=-1)
     matrix = factor[:, None, None] * draws.eye(facts)
     return followed_by(affine, matrix, tf.tile(((1 - factor) * grey)[:, None], [1, 3]))
 

@@ -98,6 +98,9 @@ def warp(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
     """Bilinear warp with reflected (symmetric) borders, written with gathers so XLA compiles it.
 
     `matrices` [B, 3, 3] map output pixel centres to input positions, both relative to the centre.
+    They are affine, as every geometric op's is (last row 0 0 1, and so is any product of them):
+    the last row is not read, which saves two divisions a pixel by a depth that is exactly 1
+    (measured at 64 px: 31.2 -> 29.2 us an image, the same pixels).
     An identity or a flip lands exactly on pixel centres, so it reproduces the pixels exactly.
     """
     # Static sizes where the shape is known: the reflect's modulo by a constant compiles to a
@@ -113,9 +116,8 @@ def warp(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
     def row(i):
         return rows[..., i, 0] * xs + rows[..., i, 1] * ys + rows[..., i, 2]
 
-    depth = row(2)
-    x = row(0) / depth + wf / 2 - 0.5
-    y = row(1) / depth + hf / 2 - 0.5
+    x = row(0) + wf / 2 - 0.5
+    y = row(1) + hf / 2 - 0.5
     x0, y0 = tf.floor(x), tf.floor(y)
     fx, fy = (x - x0)[..., None], (y - y0)[..., None]
 

@@ -20,8 +20,9 @@ def _per_image(mask):
 @register("pixel")
 def cutout(facts: BatchFacts, images, seed, p: float, m: float):
     """Random erasing: fill a square of side m * size (at a random centre, may hang over the edge)
-    with the image's mean colour. Makes the network use the whole object, not one telltale part;
-    the standard regulariser for small-image ResNets (DeVries & Taylor, 2017)."""
+    with the image's mean colour (the source's, through the colour ops of the policy). Makes the
+    network use the whole object, not one telltale part; the standard regulariser for small-image
+    ResNets (DeVries & Taylor, 2017)."""
     seeds = draws.split(seed, 3)
     half_h, half_w = m * facts.height / 2, m * facts.width / 2
     cy = draws.uniform(facts, seeds[0], 0.0, float(facts.height))
@@ -30,7 +31,7 @@ def cutout(facts: BatchFacts, images, seed, p: float, m: float):
     inside = (tf.abs(row_view.pixel_rows(facts.height) - cy[:, None, None]) < half_h) & (
         tf.abs(row_view.pixel_columns(facts.width) - cx[:, None, None]) < half_w)
     inside &= draws.coin(facts, seeds[2], p)[:, None, None]
-    fill = row_view.along_rows(row_view.mean_colour(images), facts.width)
+    fill = row_view.along_rows(facts.mean_colour, facts.width)
     return row_view.images_of(tf.where(inside, fill, row_view.rows(images)), images)
 
 
@@ -42,6 +43,9 @@ def noise(facts: BatchFacts, images, seed, p: float, m: float):
     its 16 variants (8 flips/transposes x sign) at its own strength."""
     seeds = draws.split(seed, 3)
     tile = draws.random_normal([facts.height, facts.width, 3], seeds[0])
+    # Read through a gather, the tile is computed once: otherwise XLA fuses the Box-Muller into each
+    # of the 16 variants below and draws it again for every one (measured: 3.1 ms -> 1.0 ms a batch).
+    tile = tf.reshape(tf.gather(tf.reshape(tile, [-1]), tf.range(tf.size(tile))), tile.shape)
     variants = [tile, tf.reverse(tile, [0]), tf.reverse(tile, [1]), tf.reverse(tile, [0, 1])]
     if facts.height == facts.width:
         variants += [tf.transpose(v, [1, 0, 2]) for v in variants]
