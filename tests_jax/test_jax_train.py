@@ -1,12 +1,15 @@
-"""The same trainer under Keras-on-JAX (each run its own process: the backend is fixed at import).
+"""The trainer under Keras-on-JAX, as Colab's TPU runtime runs it, on this CPU: training that
+learns, SIGKILL and restart, checkpoints moving between TensorFlow and JAX in both directions, and a
+2-device DataParallel run.
 
-Covers what Colab's TPU runtime does, on this CPU: training that learns, SIGKILL and restart,
-checkpoints moving between TensorFlow and JAX in both directions, and a 2-device DataParallel run.
+The JAX runs are `train.main` in this process (the suite runs under the JAX backend); a separate
+`train.py` process only where the boundary is the property or the backend differs: the run killed
+with SIGKILL, the TensorFlow side of a move, and the run with two forced host devices (the device
+count is fixed when JAX starts).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -15,6 +18,7 @@ import time
 import numpy as np
 import pytest
 
+import train as train_py
 from tests.test_train import (
     ENV,
     assert_same_weights,
@@ -25,27 +29,42 @@ from tests.test_train import (
     weights,
 )
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")]
+pytestmark = pytest.mark.slow
 
 JAX = ["--backend", "jax"]
+TENSORFLOW_PROCESS = {**ENV, "KERAS_BACKEND": "tensorflow"}
 
 
-def test_two_stage_run_under_jax_learns(records, tmp_path):  # noqa: F811
+def train_here(data, run_dir, config, capsys, *extra) -> tuple[int, str]:
+    """train.py's command line under JAX in this process: its exit code and what it printed."""
+    capsys.readouterr()
+    code = train_py.main(["--data", data, "--run-dir", run_dir, "--config", config, "--quiet", *JAX, *extra])
+    return code, capsys.readouterr().out
+
+
+def train_with(backend, data, run_dir, config, capsys, *extra) -> tuple[int, str]:
+    """A run under `backend`: here for JAX, a train.py process for TensorFlow."""
+    if backend == "jax":
+        return train_here(data, run_dir, config, capsys, *extra)
+    result = train(data, run_dir, config, "--backend", backend, *extra, env=TENSORFLOW_PROCESS)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_two_stage_run_under_jax_learns(records, tmp_path, capsys):  # noqa: F811
     run_dir = str(tmp_path / "jax")
-    result = train(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]), *JAX)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "backend jax" in result.stdout and "rules: no Dense" in result.stdout
+    code, out = train_here(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]), capsys)
+    assert code == 0, out[-3000:]
+    assert "backend jax" in out and "rules: no Dense" in out
     rows = log_rows(run_dir)
     assert [int(r["epoch"]) for r in rows] == list(range(1, 8))
     final = json.load(open(os.path.join(run_dir, "final.json")))
     assert final["backend"] == "jax" and final["best_val_accuracy"] > 0.35  # chance: 0.125
 
 
-def test_sigkill_under_jax_then_restart_matches_an_uninterrupted_run(records, tmp_path):  # noqa: F811
+def test_sigkill_under_jax_then_restart_matches_an_uninterrupted_run(records, tmp_path, capsys):  # noqa: F811
     config = config_file(tmp_path, [(32, 2, 16)], "[runtime]\ndeterministic = true\ncheckpoint_minutes = 0.002\n")
     clean = str(tmp_path / "clean")
-    assert train(records, clean, config, *JAX).returncode == 0
+    assert train_here(records, clean, config, capsys)[0] == 0
     run_dir = str(tmp_path / "killed")
     process = train(records, run_dir, config, *JAX, wait=False)
     state_path = os.path.join(run_dir, "state.json")
@@ -65,9 +84,9 @@ def test_sigkill_under_jax_then_restart_matches_an_uninterrupted_run(records, tm
     interrupted = json.load(open(state_path))
     assert interrupted["epoch"] == 1 and 3 <= interrupted["batch"] < 20, interrupted  # mid-epoch
     assert not os.path.exists(os.path.join(run_dir, "final.json"))
-    resumed = train(records, run_dir, config, *JAX)
-    assert resumed.returncode == 0, resumed.stdout[-3000:]
-    assert f"resuming {run_dir}: 1 epochs done and {interrupted['batch']} batches of the next" in resumed.stdout
+    code, out = train_here(records, run_dir, config, capsys)
+    assert code == 0, out[-3000:]
+    assert f"resuming {run_dir}: 1 epochs done and {interrupted['batch']} batches of the next" in out
     assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
     for killed_row, clean_row in zip(log_rows(run_dir), log_rows(clean)):  # epoch 2 was cut and resumed
         assert float(killed_row["val_loss"]) == pytest.approx(float(clean_row["val_loss"]), rel=1e-4)
@@ -77,17 +96,17 @@ def test_sigkill_under_jax_then_restart_matches_an_uninterrupted_run(records, tm
 
 
 @pytest.mark.parametrize("first,second", [("tensorflow", "jax"), ("jax", "tensorflow")])
-def test_a_run_moves_between_backends(records, tmp_path, first, second):  # noqa: F811
+def test_a_run_moves_between_backends(records, tmp_path, capsys, first, second):  # noqa: F811
     config = config_file(tmp_path, [(32, 3, 32), (48, 1, 32)])
     reference = str(tmp_path / "reference")
-    assert train(records, reference, config, "--backend", first).returncode == 0
+    assert train_with(first, records, reference, config, capsys)[0] == 0
     moved = str(tmp_path / "moved")
-    started = train(records, moved, config, "--backend", first, "--stop-after", "2")
-    assert started.returncode == 0 and "stopped after epoch 2 of 4" in started.stdout
-    finished = train(records, moved, config, "--backend", second)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    assert f"backend {second}" in finished.stdout and "resuming" in finished.stdout
-    assert "2 epochs done, global step 20" in finished.stdout
+    code, out = train_with(first, records, moved, config, capsys, "--stop-after", "2")
+    assert code == 0 and "stopped after epoch 2 of 4" in out, out[-3000:]
+    code, out = train_with(second, records, moved, config, capsys)
+    assert code == 0, out[-3000:]
+    assert f"backend {second}" in out and "resuming" in out
+    assert "2 epochs done, global step 20" in out
     rows, expected = log_rows(moved), log_rows(reference)
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
     assert [r["lr"] for r in rows] == [r["lr"] for r in expected]  # the schedule continues on time
@@ -97,7 +116,7 @@ def test_a_run_moves_between_backends(records, tmp_path, first, second):  # noqa
     assert weights(moved)[1]["global_step"] == 3 * 10 + 10
 
 
-def test_two_device_data_parallel_on_cpu_equals_one_device(records, tmp_path):  # noqa: F811
+def test_two_device_data_parallel_on_cpu_equals_one_device(records, tmp_path, capsys):  # noqa: F811
     """DataParallel splits every batch over the devices and reduces the gradients (and the batch
     norms' statistics) over all of them: the same arithmetic as one device with the whole batch."""
     config = config_file(tmp_path, [(32, 2, 32)], "[runtime]\ndeterministic = true\n")
@@ -109,7 +128,7 @@ def test_two_device_data_parallel_on_cpu_equals_one_device(records, tmp_path):  
     result = train(records, run_dir, config, *JAX, *gentle, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 replica(s)" in result.stdout
-    assert train(records, single, config, *JAX, *gentle).returncode == 0
+    assert train_here(records, single, config, capsys, *gentle)[0] == 0
     assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
     # measured: losses equal to 5e-6 (epoch 1) and 8e-5 (epoch 2), single weights a few 1e-3 apart
     for split, whole in zip(log_rows(run_dir), log_rows(single)):
