@@ -351,18 +351,20 @@ def test_float16_resume_keeps_the_loss_scale_and_equals_an_uninterrupted_run(rec
 
 
 @pytest.mark.slow
-def test_resume_shows_and_keeps_accepted_changes_and_refuses_others_without_touching_config(records, tmp_path):
+def test_resume_shows_and_keeps_accepted_changes_and_refuses_others_without_touching_config(records, tmp_path,
+                                                                                             capsys):
     run_dir = str(tmp_path / "r")
     config = config_file(tmp_path, [(32, 2, 32)])
-    assert train(records, run_dir, config, "--stop-after", "1").returncode == 0
+    assert train_here(records, run_dir, config, capsys, "--stop-after", "1")[0] == 0
     saved = open(os.path.join(run_dir, "config.json")).read()
-    refused = train(records, run_dir, config, "--set", "optimizer.name=adam")
-    assert refused.returncode == 2 and "optimizer.name: 'sgd' -> 'adam'" in refused.stderr
+    code, _, err = train_here(records, run_dir, config, capsys, "--set", "optimizer.name=adam")
+    assert code == 2 and "optimizer.name: 'sgd' -> 'adam'" in err
     assert open(os.path.join(run_dir, "config.json")).read() == saved  # a refused resume changes nothing
-    changed = train(records, run_dir, config, "--set", "label_smoothing=0.2", "--set", "runtime.cache=false")
-    assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
-    assert "resume: label_smoothing changed from 0.0 to 0.2" in changed.stdout
-    assert "resume: runtime.cache changed from 'auto' to 'false'" in changed.stdout
+    code, out, err = train_here(records, run_dir, config, capsys, "--set", "label_smoothing=0.2",
+                                "--set", "runtime.cache=false")
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "resume: label_smoothing changed from 0.0 to 0.2" in out
+    assert "resume: runtime.cache changed from 'auto' to 'false'" in out
     history = [json.loads(line) for line in open(os.path.join(run_dir, "config_changes.jsonl"))]
     assert len(history) == 1 and history[0]["at_epoch"] == 1
     assert history[0]["changes"]["label_smoothing"] == [0.0, 0.2]
@@ -371,7 +373,7 @@ def test_resume_shows_and_keeps_accepted_changes_and_refuses_others_without_touc
 
 
 @pytest.mark.slow
-def test_one_process_per_run_directory_and_the_log_always_agrees_with_the_checkpoint(records, tmp_path):
+def test_one_process_per_run_directory_and_the_log_always_agrees_with_the_checkpoint(records, tmp_path, capsys):
     run_dir = str(tmp_path / "r")
     config = config_file(tmp_path, [(32, 3, 16)])
     # As left by a run killed after writing epoch 1's row (and best.keras) but before its checkpoint:
@@ -384,15 +386,15 @@ def test_one_process_per_run_directory_and_the_log_always_agrees_with_the_checkp
     deadline = time.time() + 120
     while not os.path.exists(lock) and time.time() < deadline:
         time.sleep(0.1)
-    second = train(records, run_dir, config)
-    assert second.returncode == 2
-    assert f"in use by process {first.pid} on {socket.gethostname()}" in second.stderr
-    assert [line for line in second.stderr.splitlines() if line.startswith("error: ")] == \
-        [second.stderr.strip().splitlines()[-1]] and "Traceback" not in second.stderr
+    # The second and third runs in this process: the lock is another process's (the first's).
+    code, _, err = train_here(records, run_dir, config, capsys)
+    assert code == 2
+    assert f"in use by process {first.pid} on {socket.gethostname()}" in err
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [err.strip().splitlines()[-1]]
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=60)
-    third = train(records, run_dir, config)
-    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    code, out, err = train_here(records, run_dir, config, capsys)
+    assert code == 0, out[-3000:] + err[-3000:]
     assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2", "3"]
     assert not os.path.exists(lock)  # released at the end
 
