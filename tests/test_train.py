@@ -95,7 +95,7 @@ def weights(run_dir):
 
 
 @pytest.mark.slow
-def test_two_stage_run_learns_and_logs_every_epoch_once(records, tmp_path):
+def test_two_stage_run_learns_and_logs_every_epoch_once(records, tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     # as a user starts it: no TF_CPP_MIN_LOG_LEVEL of ours (which would switch the quiet start off),
     # so a whole successful run also proves that nothing at all reaches stderr
@@ -120,8 +120,8 @@ def test_two_stage_run_learns_and_logs_every_epoch_once(records, tmp_path):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert os.listdir(os.path.join(run_dir, "tensorboard"))
     # a finished run started again does nothing twice
-    again = train(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]))
-    assert again.returncode == 0 and len(log_rows(run_dir)) == 7
+    again = train_here(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]), capsys)
+    assert again[0] == 0 and len(log_rows(run_dir)) == 7
 
 
 @pytest.mark.slow
