@@ -5,7 +5,8 @@ The trainer lists them in this order, which Keras keeps at the end of an epoch:
 `InputWait` (adds input_wait to the logs) -> `EpochLog` (the CSV row) -> `Checkpoints` (the state
 moves on, the checkpoint is written) -> `BestModel` (best.keras, only for an epoch the checkpoint
 holds) -> `Curves`. A run killed between the CSV row and the checkpoint has a row for an epoch its
-checkpoint does not hold; `trim_log` removes such rows on resume, so every epoch appears exactly once.
+checkpoint does not hold; `resume.trim_log` removes such rows on resume, so every epoch appears exactly
+once.
 """
 
 from __future__ import annotations
@@ -34,25 +35,12 @@ def read_log(run: RunDir) -> list[dict]:
     return [] if text is None else list(csv.DictReader(io.StringIO(text)))
 
 
-def _write_log(run: RunDir, rows: list[dict]) -> None:
+def write_log(run: RunDir, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     files.write_text(run.log, buffer.getvalue())
-
-
-def trim_log(run: RunDir, epochs_done: int) -> None:
-    """Drop rows of epochs the checkpoint does not hold (killed between the CSV and the checkpoint)."""
-    rows = read_log(run)
-    kept = [r for r in rows if int(r["epoch"]) <= epochs_done]
-    if len(kept) != len(rows):
-        _write_log(run, kept)
-
-
-def global_step(model) -> int:
-    """Optimizer steps taken so far (the schedule's clock), under either backend."""
-    return int(keras.ops.convert_to_numpy(checkpoint.inner_optimizer(model.optimizer).iterations))
 
 
 class _TrainingClock(keras.callbacks.Callback):
@@ -88,7 +76,7 @@ class EpochLog(_TrainingClock):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         seconds = time.monotonic() - self._start
-        step = global_step(self.model)
+        step = checkpoint.global_step(self.model)
         row = {"epoch": epoch + 1, "stage": self.stage + 1, "resolution": self.resolution,
                "lr": f"{float(self.schedule(max(step - 1, 0))):.6g}",
                "images_per_sec": round(self._batches * self.batch_size / max(self.train_seconds(), 1e-9), 1),
@@ -96,7 +84,7 @@ class EpochLog(_TrainingClock):
         for key in ("loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "input_wait"):
             value = logs.get(key)
             row[key] = "" if value is None else f"{float(value):.5f}"
-        _write_log(self.run, read_log(self.run) + [row])
+        write_log(self.run, read_log(self.run) + [row])
 
 
 class Checkpoints(keras.callbacks.Callback):
@@ -125,7 +113,7 @@ class Checkpoints(keras.callbacks.Callback):
         if self.state.improved_by(val):
             self.state.best_val_accuracy, self.state.best_epoch = float(val), epoch + 1
         self.first_batch = 0
-        self.state.epoch, self.state.batch, self.state.global_step = epoch + 1, 0, global_step(self.model)
+        self.state.epoch, self.state.batch, self.state.global_step = epoch + 1, 0, checkpoint.global_step(self.model)
         self._save(self.state)
 
     def _save(self, state: TrainingState):
@@ -188,7 +176,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
     def _collect_learning_rate(self, logs):  # Keras 3's hook for the learning-rate scalar
         logs = dict(logs or {})
-        logs["learning_rate"] = float(self.schedule(max(global_step(self.model) - 1, 0)))
+        logs["learning_rate"] = float(self.schedule(max(checkpoint.global_step(self.model) - 1, 0)))
         return logs
 
 

@@ -25,6 +25,14 @@ def inner_optimizer(optimizer):
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
+def global_step(model) -> int:
+    """Optimizer steps taken so far (the schedule's clock, saved with the optimizer), under either
+    backend."""
+    import keras
+
+    return int(keras.ops.convert_to_numpy(inner_optimizer(model.optimizer).iterations))
+
+
 def _value(variable) -> np.ndarray:
     return np.asarray(variable.value if hasattr(variable, "value") else variable)
 

@@ -1,4 +1,9 @@
-"""What a resume may change, and the record of what it did change.
+"""Resume, in one place: what a resume may change, the state taken back from the checkpoint, the
+repairs a kill can make necessary (best.keras, the log), and the record of what changed.
+
+The trainer asks twice: `check` before the model is built (may this run directory be resumed with
+this config?), `continue_from` after (the state to train on, everything else made to agree with
+it). The checkpoint's own format is training/checkpoint.py; the log's, training/callbacks.py.
 
 A run directory's checkpoint carries the config it was trained with. A resume with settings the
 checkpoint depends on changed (model, stages, schedule, seed, classes, optimizer) is refused;
@@ -113,3 +118,38 @@ def record(run: RunDir, config: Config, changes: dict, at_epoch: int, log=print)
                  "changes": {k: list(v) for k, v in changes.items()}}
         files.write_text(run.config_changes, (files.read_text(run.config_changes) or "") + json.dumps(entry) + "\n")
     files.write_json(run.config, config.to_dict())
+
+
+def trim_log(run: RunDir, epochs_done: int) -> None:
+    """Drop rows of epochs the checkpoint does not hold (a run killed between the CSV row and the
+    checkpoint, even before its first checkpoint): every epoch appears exactly once."""
+    from training import callbacks
+
+    rows = callbacks.read_log(run)
+    kept = [r for r in rows if int(r["epoch"]) <= epochs_done]
+    if len(kept) != len(rows):
+        callbacks.write_log(run, kept)
+
+
+def continue_from(run: RunDir, model, config: Config, saved: TrainingState | None, changes: dict, writes: bool,
+                  log=print) -> TrainingState:
+    """The state to train on (`saved`, from `check`; None: a new run), with the checkpoint's
+    weights and optimizer in `model`, best.keras and the log made to agree with the checkpoint,
+    and the accepted changes recorded. `writes`: False for a process that only reads the run
+    directory (JAX processes other than 0)."""
+    if saved is not None:
+        state = checkpoint.restore(run, model)
+        state.config = config.to_dict()
+    else:
+        state = TrainingState(config.fingerprint(), config.to_dict())
+    if writes:
+        if saved is not None:
+            restore_best_model(run, model, state, config.total_epochs, log)
+        record(run, config, changes, saved.epoch if saved else 0, log)
+        keep_model_file(run, config.model)
+        trim_log(run, saved.epoch if saved else 0)
+    if saved is not None:
+        log(f"resuming {run.path}: {state.epoch} epochs done"
+            + (f" and {state.batch} batches of the next" if state.batch else "")
+            + f", global step {checkpoint.global_step(model)}")
+    return state

@@ -20,7 +20,7 @@ from model import custom
 from pipeline import dataset, wait_meter
 from pipeline.data_folder import DataFolder, differing_classes
 from pipeline.dataset import InputSpec
-from training import callbacks, checkpoint, evaluation, model_setup, resume
+from training import callbacks, evaluation, model_setup, resume
 from training.config import Config
 from training.run_dir import RunDir, TrainingState
 from training.run_lock import RunLock, lock_guard
@@ -155,23 +155,7 @@ class Trainer:
         self.schedule = model_setup.schedule_for(self.config, self.stages)
         net, broken = model_setup.build_model(self.config, self.runtime, self.stages[-1].folder, self.num_classes,
                                               self.schedule, self.log, self.run.model_file)
-        if saved is not None:
-            state = checkpoint.restore(self.run, net)
-            state.config = self.config.to_dict()
-        if self.writes:
-            if saved is not None:
-                resume.restore_best_model(self.run, net, state, self.config.total_epochs, self.log)
-            resume.record(self.run, self.config, changes, saved.epoch if saved else 0, self.log)
-            resume.keep_model_file(self.run, self.config.model)
-            # The log agrees with the checkpoint: rows of epochs it does not hold (a run killed
-            # between the two, even before its first checkpoint) are dropped.
-            callbacks.trim_log(self.run, saved.epoch if saved else 0)
-        if saved is not None:
-            self.log(f"resuming {self.run.path}: {state.epoch} epochs done"
-                     + (f" and {state.batch} batches of the next" if state.batch else "")
-                     + f", global step {callbacks.global_step(net)}")
-        else:
-            state = TrainingState(self.config.fingerprint(), self.config.to_dict())
+        state = resume.continue_from(self.run, net, self.config, saved, changes, self.writes, self.log)
         state.parameters, state.rules_broken = net.count_params(), broken
         self._note_other_records(state)
         total = self.config.total_epochs
