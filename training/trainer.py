@@ -135,19 +135,27 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
-        # one train.py per run directory: process 0 holds the lock for all processes
-        lock = self.runtime.together(lambda: RunLock(self.run.make().path).acquire() if self.writes else None,
-                                     "--run-dir")
+        lock, (saved, changes) = self.runtime.together(self._claim_run_dir, "--run-dir")
         self._lock_guard = lock_guard(lock) if lock is not None else None
         try:
-            return self._fit(stop_after)
+            return self._fit(stop_after, saved, changes)
         finally:
             if lock is not None:
                 lock.release()
 
-    def _fit(self, stop_after: int | None) -> dict | None:
-        saved, changes = self.runtime.together(lambda: resume.check(self.run, self.config, make=self.writes),
-                                               "--run-dir")
+    def _claim_run_dir(self):
+        """The run directory taken and read, in one step every process takes together: the lock
+        (one train.py per run directory; process 0 holds it for all processes), then whether and
+        how it may be resumed (`resume.check`). A refused resume releases the lock at once."""
+        lock = RunLock(self.run.make().path).acquire() if self.writes else None
+        try:
+            return lock, resume.check(self.run, self.config, make=self.writes)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    def _fit(self, stop_after: int | None, saved: TrainingState | None, changes: dict) -> dict | None:
         # before the checkpoint is loaded: loading is a collective too
         self.runtime.agree({"epoch": saved.epoch if saved else -1, "batch": saved.batch if saved else -1},
                            {"epoch": "the checkpoint in --run-dir (use one folder every host sees: gs:// or a "
