@@ -6,7 +6,7 @@
     evaluation: read in file order -> batch -> parse and decode the batch
     -> augment (one XLA function per batch) -> prefetch
 
-configured by one typed `InputSpec`. Parsing (in chunks) and augmenting whole batches costs one
+configured by one typed `InputSpec` (pipeline/input_spec.py). Parsing (in chunks) and augmenting whole batches costs one
 kernel launch per batch instead of one per image. Training data is built epoch by epoch
 (`Dataset.range(first_epoch, ...).flat_map(...)`) with every random choice seeded from
 (seed, epoch, input pipeline, batch): the data of epoch 37 is the same whether a run got there in
@@ -17,69 +17,17 @@ augmentation replaces samples and never adds any.
 from __future__ import annotations
 
 import dataclasses
-import typing
 
 import tensorflow as tf
 
 from common.errors import UserError
 from pipeline import epoch_order, read
-from pipeline import policy as policies
 from pipeline.data_folder import ClassSubset, DataFolder
 from pipeline.finish import batch_finisher
 from pipeline.hard_examples import hard_indices, per_batch
+from pipeline.input_spec import InputSpec
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """What to read from a folder and how; `build` takes the folder and this.
-
-    `batch_size` is global: under a distribution strategy each replica gets its share. `training`
-    (default: split == "train") shuffles, augments with `policy`, drops the remainder and yields
-    `epochs` epochs from `first_epoch` (None: forever); evaluation is one pass in file order, every
-    example, no augmentation.
-    """
-
-    split: str = "train"
-    batch_size: int = 64
-    training: bool | None = None
-    # training: the augmentations (parsed once: a policy string given here is parsed on creation)
-    policy: tuple[policies.Augmentation, ...] = ()
-    seed: int = 0
-    first_epoch: int = 0
-    epochs: int | None = None
-    # a trainer with several workers passes the global step count, so that no worker runs out first
-    steps_per_epoch: int | None = None
-    # a file of training filenames (from tools.analyze) and the share of every batch drawn from them
-    hard_examples: str | None = None
-    hard_fraction: float = 0.0
-    # what to read: None all classes, N the first N, or a list of wnids; keep the records in RAM
-    classes: typing.Any = None
-    cache: bool = False
-    # output: normalised float32 images instead of uint8; the filenames as a third element;
-    # evaluation batches padded to a multiple of `pad_to` with a weight-0 third element
-    normalised: bool = False
-    with_filenames: bool = False
-    # training: the records' boxes as a third element (augment.on = "device": object_crop in the train step)
-    with_boxes: bool = False
-    pad_to: int = 1
-    # evaluation: every batch exactly the per-pipeline batch and every input pipeline as many
-    # batches (the most any needs), weight-0 rows filling up: JAX over several processes needs one
-    # shape and one step count in every process
-    same_batches: bool = False
-    jit: bool = True
-    # images resized to this many px after decoding, in the graph (bilinear, antialiased, rounded
-    # back to uint8): e.g. evaluating at 56 px from the 64 px records; None keeps the records' size
-    resize_to: int | None = None
-
-    def __post_init__(self):
-        if not isinstance(self.policy, tuple) or not all(isinstance(s, policies.Augmentation) for s in self.policy):
-            object.__setattr__(self, "policy", policies.parse(self.policy) if self.policy is not None else ())
-
-    @property
-    def is_training(self) -> bool:
-        return self.split == "train" if self.training is None else self.training
 
 
 @dataclasses.dataclass(frozen=True)

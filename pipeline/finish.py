@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from pipeline.augment import Policy
 from pipeline.data_folder import ClassSubset, DataFolder
+from pipeline.input_spec import InputSpec
 
 
 def normalise(images, mean, std):
@@ -53,8 +54,8 @@ def resized(images, size: int):
     return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
 
 
-def batch_finisher(folder: DataFolder, spec, subset: ClassSubset, batch_size: int = 0):
-    """`(seed, decoded batch) -> outputs` for `spec` (a dataset.InputSpec): (images, labels),
+def batch_finisher(folder: DataFolder, spec: InputSpec, subset: ClassSubset, batch_size: int = 0):
+    """`(seed, decoded batch) -> outputs` for `spec`: (images, labels),
     plus the filenames with `with_filenames`, the boxes with `with_boxes` (training), or sample
     weights for padded evaluation batches.
     With `spec.resize_to` (other than the records' resolution) the decoded images are resized

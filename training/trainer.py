@@ -19,7 +19,7 @@ from common.errors import UserError
 from model import custom
 from pipeline import dataset, wait_meter
 from pipeline.data_folder import DataFolder, differing_classes
-from pipeline.dataset import InputSpec
+from pipeline.input_spec import InputSpec
 from training import callbacks, evaluation, model_setup, resume
 from training.config import Config
 from training.run_dir import RunDir, TrainingState
