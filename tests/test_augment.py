@@ -401,7 +401,7 @@ def test_cutout_in_a_policy_fills_with_the_source_mean_through_the_colour_map():
     everywhere (so out - 100 is the brightness shift); green and blue are gradients that a shift
     with reflected borders changes the mean of."""
     size = 8
-    ramp = np.linspace(0.0, 150.0, 64, dtype=np.float32)
+    ramp = np.linspace(60.0, 190.0, 64, dtype=np.float32)  # +-51 of brightness never clips
     image = np.stack([np.full((64, 64), 100.0, np.float32), np.broadcast_to(ramp, (64, 64)),
                       np.broadcast_to(ramp[:, None], (64, 64))], -1)
     before = np.broadcast_to(image, (size, 64, 64, 3)).copy()

@@ -8,15 +8,17 @@ import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# JAX's persistent compilation cache, shared by the runs of this suite (in this process, in its
-# other pytest worker and in the train.py processes the tests start): a run that compiles the same
-# train step as an earlier one (the same model, batch and size) loads it instead of compiling it
-# again. What runs is the same; only the compiling is saved.
-_CACHE = os.path.join(tempfile.gettempdir(), f"tiny-imagenet-tests-jax-{os.getuid()}")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
+import jax  # noqa: E402
 import keras  # noqa: E402
+
+# JAX's persistent compilation cache for the runs in this pytest process (train.main, a tool's
+# main): a run that compiles the same step as an earlier one (the same model, batch and size)
+# loads it instead of compiling it again; what runs is the same, only the compiling is saved. One
+# fresh folder per process, set in JAX's config and not in the environment: the train.py processes
+# the tests start (and kill) never write to it, so no entry can be left half-written.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jax-cache-"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 if keras.backend.backend() != "jax":
     raise RuntimeError("tests_jax must run with KERAS_BACKEND=jax (a separate pytest process)")

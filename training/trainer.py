@@ -135,25 +135,22 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
-        lock, (saved, changes) = self.runtime.together(self._claim_run_dir, "--run-dir")
-        self._lock_guard = lock_guard(lock) if lock is not None else None
+        self._lock = None
         try:
+            saved, changes = self.runtime.together(self._claim_run_dir, "--run-dir")
+            self._lock_guard = lock_guard(self._lock) if self._lock is not None else None
             return self._fit(stop_after, saved, changes)
         finally:
-            if lock is not None:
-                lock.release()
+            # also when the claim failed, here or in another process (`together` raises in all)
+            if self._lock is not None:
+                self._lock.release()
 
     def _claim_run_dir(self):
         """The run directory taken and read, in one step every process takes together: the lock
-        (one train.py per run directory; process 0 holds it for all processes), then whether and
-        how it may be resumed (`resume.check`). A refused resume releases the lock at once."""
-        lock = RunLock(self.run.make().path).acquire() if self.writes else None
-        try:
-            return lock, resume.check(self.run, self.config, make=self.writes)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
+        (one train.py per run directory; process 0 holds it for all processes: `self._lock`, released
+        by `fit` whatever happens next), then whether and how it may be resumed (`resume.check`)."""
+        self._lock = RunLock(self.run.make().path).acquire() if self.writes else None
+        return resume.check(self.run, self.config, make=self.writes)
 
     def _fit(self, stop_after: int | None, saved: TrainingState | None, changes: dict) -> dict | None:
         # before the checkpoint is loaded: loading is a collective too

@@ -49,7 +49,8 @@ def random_normal(shape, seed):
 
 @dataclasses.dataclass
 class BatchFacts:
-    """What ops can look at: the images' size, the original per-image mean colour, the boxes."""
+    """What ops can look at: the images' size, the per-image mean colour (of the source; at the
+    pixel stage moved by the colour map), the boxes."""
 
     size: int  # batch size (static where the batch is; else a tensor)
     height: int

@@ -20,9 +20,9 @@ def _per_image(mask):
 @register("pixel")
 def cutout(facts: BatchFacts, images, seed, p: float, m: float):
     """Random erasing: fill a square of side m * size (at a random centre, may hang over the edge)
-    with the image's mean colour (the source's, through the colour ops of the policy). Makes the
-    network use the whole object, not one telltale part; the standard regulariser for small-image
-    ResNets (DeVries & Taylor, 2017)."""
+    with the image's mean colour (the source's, through the colour ops of the policy; pixel ops
+    placed before cutout do not change it). Makes the network use the whole object, not one
+    telltale part; the standard regulariser for small-image ResNets (DeVries & Taylor, 2017)."""
     seeds = draws.split(seed, 3)
     half_h, half_w = m * facts.height / 2, m * facts.width / 2
     cy = draws.uniform(facts, seeds[0], 0.0, float(facts.height))
