@@ -6,11 +6,11 @@
     evaluation: read in file order -> batch -> parse and decode the batch
     -> augment (one XLA function per batch) -> prefetch
 
-configured by one typed `InputSpec` (pipeline/input_spec.py). Parsing (in chunks) and augmenting whole batches costs one
-kernel launch per batch instead of one per image. Training data is built epoch by epoch
-(`Dataset.range(first_epoch, ...).flat_map(...)`) with every random choice seeded from
-(seed, epoch, input pipeline, batch): the data of epoch 37 is the same whether a run got there in
-one go or resumed after a disconnect. Each epoch yields exactly `steps_per_epoch` steps of batches:
+configured by one typed `InputSpec` (pipeline/input_spec.py). Parsing (in chunks) and augmenting
+whole batches costs one kernel launch per batch instead of one per image. Training data is built
+epoch by epoch (`Dataset.range(first_epoch, ...).flat_map(...)`) with every random choice seeded
+from (seed, epoch, input pipeline, batch): the data of epoch 37 is the same whether a run got there
+in one go or resumed after a disconnect. Each epoch yields exactly `steps_per_epoch` steps of batches:
 augmentation replaces samples and never adds any.
 """
 

@@ -63,12 +63,13 @@ def train(data, run_dir, config, *extra, env=None, wait=True, timeout=400):
     return subprocess.run(command, env=env or ENV, capture_output=True, text=True, timeout=timeout)
 
 
-def train_here(data, run_dir, config, capsys, *extra) -> tuple[int, str, str]:
-    """train.py's command line in this process (TensorFlow): exit code, stdout and stderr. For what
-    a process boundary does not change: what a run writes, its messages and its refusals."""
+def train_here(data, run_dir, config, capsys, *extra, backend="tensorflow") -> tuple[int, str, str]:
+    """train.py's command line in this process (the backend this process imported Keras with):
+    exit code, stdout and stderr. For what a process boundary does not change: what a run writes,
+    its messages and its refusals."""
     capsys.readouterr()
     code = train_py.main(["--data", data, "--run-dir", run_dir, "--config", config, "--quiet",
-                          "--backend", "tensorflow", *extra])
+                          "--backend", backend, *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -18,7 +18,6 @@ import time
 import numpy as np
 import pytest
 
-import train as train_py
 from tests.test_train import (
     ENV,
     assert_same_weights,
@@ -26,33 +25,31 @@ from tests.test_train import (
     log_rows,
     records,  # noqa: F401  (a fixture)
     train,
+    train_here,
     weights,
 )
 
 pytestmark = pytest.mark.slow
 
 JAX = ["--backend", "jax"]
-TENSORFLOW_PROCESS = {**ENV, "KERAS_BACKEND": "tensorflow"}
 
 
-def train_here(data, run_dir, config, capsys, *extra) -> tuple[int, str]:
+def jax_here(data, run_dir, config, capsys, *extra) -> tuple[int, str]:
     """train.py's command line under JAX in this process: its exit code and what it printed."""
-    capsys.readouterr()
-    code = train_py.main(["--data", data, "--run-dir", run_dir, "--config", config, "--quiet", *JAX, *extra])
-    return code, capsys.readouterr().out
+    return train_here(data, run_dir, config, capsys, *extra, backend="jax")[:2]
 
 
 def train_with(backend, data, run_dir, config, capsys, *extra) -> tuple[int, str]:
     """A run under `backend`: here for JAX, a train.py process for TensorFlow."""
     if backend == "jax":
-        return train_here(data, run_dir, config, capsys, *extra)
-    result = train(data, run_dir, config, "--backend", backend, *extra, env=TENSORFLOW_PROCESS)
+        return jax_here(data, run_dir, config, capsys, *extra)
+    result = train(data, run_dir, config, "--backend", backend, *extra)
     return result.returncode, result.stdout + result.stderr
 
 
 def test_two_stage_run_under_jax_learns(records, tmp_path, capsys):  # noqa: F811
     run_dir = str(tmp_path / "jax")
-    code, out = train_here(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]), capsys)
+    code, out = jax_here(records, run_dir, config_file(tmp_path, [(32, 5, 32), (48, 2, 32)]), capsys)
     assert code == 0, out[-3000:]
     assert "backend jax" in out and "rules: no Dense" in out
     rows = log_rows(run_dir)
@@ -64,7 +61,7 @@ def test_two_stage_run_under_jax_learns(records, tmp_path, capsys):  # noqa: F81
 def test_sigkill_under_jax_then_restart_matches_an_uninterrupted_run(records, tmp_path, capsys):  # noqa: F811
     config = config_file(tmp_path, [(32, 2, 16)], "[runtime]\ndeterministic = true\ncheckpoint_minutes = 0.002\n")
     clean = str(tmp_path / "clean")
-    assert train_here(records, clean, config, capsys)[0] == 0
+    assert jax_here(records, clean, config, capsys)[0] == 0
     run_dir = str(tmp_path / "killed")
     process = train(records, run_dir, config, *JAX, wait=False)
     state_path = os.path.join(run_dir, "state.json")
@@ -84,7 +81,7 @@ def test_sigkill_under_jax_then_restart_matches_an_uninterrupted_run(records, tm
     interrupted = json.load(open(state_path))
     assert interrupted["epoch"] == 1 and 3 <= interrupted["batch"] < 20, interrupted  # mid-epoch
     assert not os.path.exists(os.path.join(run_dir, "final.json"))
-    code, out = train_here(records, run_dir, config, capsys)
+    code, out = jax_here(records, run_dir, config, capsys)
     assert code == 0, out[-3000:]
     assert f"resuming {run_dir}: 1 epochs done and {interrupted['batch']} batches of the next" in out
     assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
@@ -128,7 +125,7 @@ def test_two_device_data_parallel_on_cpu_equals_one_device(records, tmp_path, ca
     result = train(records, run_dir, config, *JAX, *gentle, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 replica(s)" in result.stdout
-    assert train_here(records, single, config, capsys, *gentle)[0] == 0
+    assert jax_here(records, single, config, capsys, *gentle)[0] == 0
     assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
     # measured: losses equal to 5e-6 (epoch 1) and 8e-5 (epoch 2), single weights a few 1e-3 apart
     for split, whole in zip(log_rows(run_dir), log_rows(single)):

@@ -145,9 +145,10 @@ def continue_from(run: RunDir, model, config: Config, saved: TrainingState | Non
     if writes:
         if saved is not None:
             restore_best_model(run, model, state, config.total_epochs, log)
-        record(run, config, changes, saved.epoch if saved else 0, log)
+        done = saved.epoch if saved is not None else 0
+        record(run, config, changes, done, log)
         keep_model_file(run, config.model)
-        trim_log(run, saved.epoch if saved else 0)
+        trim_log(run, done)
     if saved is not None:
         log(f"resuming {run.path}: {state.epoch} epochs done"
             + (f" and {state.batch} batches of the next" if state.batch else "")
