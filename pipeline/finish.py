@@ -25,26 +25,45 @@ def normalise(images, mean, std):
 
 @functools.lru_cache(maxsize=32)
 def _compiled(steps: tuple, num_classes: int, mean_std: tuple | None, jit: bool):
-    """Labels to one-hot, augment, back to uint8 (or normalised float): one compiled function.
+    """Labels to one-hot, augment, back to uint8 (or normalised float): compiled functions.
 
+    With a warp in the policy, two XLA functions, the warp and then the rest
+    (`Policy.geometric_stage`, `Policy.pixel_stage`): compiled as one, XLA's CPU compiler fused
+    the warp into the loops after it and recomputed it there (see `Policy.geometric_stage`).
     Cached, so that datasets built again (each stage, each evaluation, each test) reuse the XLA
     compilation instead of paying seconds for it every time.
     """
     policy = Policy(steps) if steps else None
 
-    def finish(images, labels, bbox, seed):
+    def rest(images, labels, seed, source_mean):
         onehot = tf.one_hot(labels, num_classes, dtype=tf.float32)
         if policy is not None:
-            images, onehot = policy(images, onehot, seed, bbox)
+            images, onehot = policy.pixel_stage(images, onehot, seed, source_mean)
             if mean_std is None:
                 images = tf.cast(tf.round(images), tf.uint8)
         if mean_std is not None:
             images = normalise(tf.cast(images, tf.float32), *mean_std)
         return images, onehot
 
+    if policy is not None and policy.kinds["geometric"]:
+        warp_stage = tf.function(policy.geometric_stage, jit_compile=jit)
+        rest_stage = tf.function(rest, jit_compile=jit)
+
+        def finish(images, labels, bbox, seed):
+            warped, source_mean = warp_stage(images, seed, bbox)
+            return rest_stage(warped, labels, seed, source_mean)
+
+        return finish
+
+    def finish_in_one(images, labels, bbox, seed):
+        source_mean = None
+        if policy is not None:
+            images, source_mean = policy.geometric_stage(images, seed, bbox)  # no warp: cast, mean colour
+        return rest(images, labels, seed, source_mean)
+
     if policy is not None or mean_std is not None:
-        return tf.function(finish, jit_compile=jit)
-    return finish
+        return tf.function(finish_in_one, jit_compile=jit)
+    return finish_in_one
 
 
 def resized(images, size: int):

@@ -193,6 +193,37 @@ def test_every_default_magnitude_lies_in_its_range():
         assert policies.parse(name)[0].m == declared.m
 
 
+@pytest.mark.parametrize("as_dot", [False, True])
+def test_the_colour_map_is_a_matrix_and_an_offset_per_image_in_float64(as_dot):
+    """Both ways of applying it (three broadcast products on the host's second stage, a dot inside
+    the one-function policy) against numpy in float64."""
+    images, _, _ = smooth_batch(size=4)
+    rng = np.random.default_rng(5)
+    matrix, offset = rng.uniform(-1.5, 1.5, (4, 3, 3)), rng.uniform(-40, 40, (4, 3))
+    ours = colour.apply_colour(images, (tf.constant(matrix, tf.float32), tf.constant(offset, tf.float32)), as_dot)
+    expected = np.einsum("bhwc,bdc->bhwd", images.numpy().astype(np.float64), matrix) + offset[:, None, None, :]
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-3)
+
+
+def test_the_two_compiled_stages_on_the_host_give_what_the_one_function_gives_on_the_device():
+    """pipeline/finish.py compiles the warp and the rest as two XLA functions; the train step with
+    augment.on = "device" calls the policy as one. Same seed, same pictures (up to the rounding
+    to uint8 of values that float arithmetic in another order moved across a half) and labels."""
+    from pipeline.finish import _compiled
+
+    images, _, bbox = smooth_batch(size=16, res=64)
+    images = tf.cast(tf.round(images), tf.uint8)
+    labels = tf.constant(np.arange(16) % 5, tf.int64)
+    steps = policies.parse("default")
+    staged, staged_labels = _compiled(steps, 5, None, True)(images, labels, bbox, SEED)
+    one = tf.function(lambda x, y, s, b: augment.Policy(steps)(x, tf.one_hot(y, 5), s, b), jit_compile=True)
+    whole, whole_labels = one(images, labels, SEED, bbox)
+    difference = np.abs(staged.numpy().astype(int) - np.round(whole.numpy()).astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3, (difference.max(), (difference > 0).mean())
+    np.testing.assert_allclose(staged_labels.numpy(), whole_labels.numpy(), atol=1e-6)
+    assert not np.array_equal(staged.numpy(), images.numpy())  # the policy did change the pictures
+
+
 def test_policy_is_deterministic_per_seed_and_compiles_with_xla():
     images, labels, bbox = smooth_batch(size=16)
     policy = augment.Policy(policies.parse("default"))

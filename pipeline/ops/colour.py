@@ -1,7 +1,7 @@
 """Colour augmentations: each maps the current per-image affine colour transform (A [B,3,3], t [B,3])
 to a new one. `x -> A x + t` is applied to every pixel once (`apply_colour`), after all of them are
 composed: brightness, contrast, saturation, hue, grayscale, channel shuffle and invert cost one
-einsum together. (Clipping between these ops is skipped.)
+pass together. (Clipping between these ops is skipped.)
 """
 
 from __future__ import annotations
@@ -117,8 +117,17 @@ def invert(facts: BatchFacts, affine, seed, p: float, m: float):
     return followed_by(affine, flip_sign[:, None, None] * draws.eye(facts), offset)
 
 
-def apply_colour(images, affine):
-    """x -> A x + t on every pixel of each image: all the colour ops of a policy in one pass."""
-    matrix, offset = affine
-    return tf.einsum("bhwc,bdc->bhwd", images, matrix) + offset[:, None, None, :]
+def apply_colour(images, affine, as_dot: bool = False):
+    """x -> A x + t on every pixel of each image: all the colour ops of a policy in one pass.
 
+    Written as three broadcast products, one per input channel, which XLA fuses into the loop of
+    the ops around it: as an einsum it compiles to a dot with k=3 of its own (measured at 64 px on
+    one core: 19.6 -> 5.3 us an image for cast, colour map, round; the same values up to float
+    rounding). `as_dot` keeps the einsum where the images come straight from the warp in the same
+    XLA function (`Policy.__call__`): there a dot is what keeps the warp from being fused into
+    this loop and computed once for every channel it reads."""
+    matrix, offset = affine
+    if as_dot:
+        return tf.einsum("bhwc,bdc->bhwd", images, matrix) + offset[:, None, None, :]
+    columns = [images[..., c:c + 1] * matrix[:, None, None, :, c] for c in range(3)]
+    return columns[0] + columns[1] + columns[2] + offset[:, None, None, :]
