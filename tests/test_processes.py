@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from common.errors import UserError
+from training import processes
 from training.processes import DEFAULT_TIMEOUT, ProcessSetup, setup
 
 
@@ -72,3 +74,43 @@ def test_processes_flags_under_tensorflow_point_to_jax(tmp_path, capsys):
         "error: --coordinator/--num-processes/--process-id/--multihost start JAX processes: add --backend jax "
         "(TensorFlow's workers use --strategy multiworker and TF_CONFIG)"]
     assert not (tmp_path / "run").exists()
+
+
+def _other_process(monkeypatch, row):
+    """Two processes, the other one's row given: `_gather` returns this process's row and it."""
+    monkeypatch.setattr(processes, "_gather", lambda mine: np.array([list(mine), row]))
+
+
+def test_a_step_another_process_failed_is_undone_here_and_named(monkeypatch):
+    undone = []
+    _other_process(monkeypatch, [1, 0, 0])  # process 1 failed (its values unknown)
+    with pytest.raises(UserError, match=r"^preparing: process 1 stopped \(its error line says why\)"):
+        processes.together(lambda: "lock", "preparing", 2, {"epoch": "the checkpoint", "batch": "the batch"},
+                           lambda _: {"epoch": 3, "batch": 0}, undone.append)
+    assert undone == ["lock"]  # the lock this process took is released
+
+
+def test_values_found_by_a_step_are_compared_in_the_same_collective(monkeypatch):
+    undone = []
+    _other_process(monkeypatch, [0, 3, 7])  # process 1 succeeded at another batch
+    with pytest.raises(UserError, match=r"^the batch differs between the processes \(process 0: 0, process 1: 7\)"):
+        processes.together(lambda: "lock", "preparing", 2, {"epoch": "the checkpoint", "batch": "the batch"},
+                           lambda _: {"epoch": 3, "batch": 0}, undone.append)
+    assert undone == ["lock"]
+    _other_process(monkeypatch, [0, 3, 0])
+    assert processes.together(lambda: "lock", "preparing", 2, {"epoch": "e", "batch": "b"},
+                              lambda _: {"epoch": 3, "batch": 0}, undone.append) == "lock"
+    assert undone == ["lock"]  # agreed: nothing undone
+
+
+def test_a_step_that_failed_here_raises_its_own_error_and_undoes_nothing(monkeypatch):
+    undone = []
+    _other_process(monkeypatch, [0, 3, 0])
+
+    def fails():
+        raise UserError("no records in --data")
+
+    with pytest.raises(UserError, match="^no records in --data$"):
+        processes.together(fails, "preparing", 2, {"epoch": "e", "batch": "b"}, lambda _: {"epoch": 3, "batch": 0},
+                           undone.append)
+    assert undone == []

@@ -212,7 +212,8 @@ def test_an_error_in_one_process_stops_every_process(records, tmp_path):
     (code0, _, err0), (code1, _, err1) = results
     assert (code0, code1) == (2, 2), (err0[-2000:], err1[-2000:])
     assert re.search(r"^error: .*run\.lock: the run is in use by process", err0, re.M), err0[-2000:]
-    assert "error: --run-dir: process 0 stopped (its error line says why), and every process with it" in err1
+    assert ("error: preparing the run (--data, --run-dir): process 0 stopped (its error line says why), and every "
+            "process with it") in err1
 
 
 def test_configs_that_differ_between_processes_are_named_by_every_process(records, tmp_path):

@@ -175,22 +175,35 @@ def _gather(values: list[int]):
     return np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(values))
 
 
-def together(action, what: str, count: int):
+def together(action, what: str, count: int, agreed: dict[str, str] | None = None, values=None, undo=None):
     """`action()` in each of `count` processes; if it raises a UserError in any of them, every
     process raises: that one its own error, the others one naming it. (A process that ended
-    alone would leave the others waiting in their next collective.) Every process must call it."""
+    alone would leave the others waiting in their next collective.) Every process must call it.
+
+    With `agreed` ({key: how it is set}) and `values(result)` ({key: int}), every process must
+    also have found the same values, compared in the same collective (as `agree` does). `undo(result)`
+    is what a process whose action succeeded does when the others make it stop (release a lock)."""
     if count == 1:
         return action()
+    keys = list(agreed or {})
     try:
         result, failure = action(), None
+        found = values(result) if keys else {}
     except UserError as error:
-        result, failure = None, error
-    failed = _gather([failure is not None])[:, 0]
-    if failure is not None:
-        raise failure
-    if failed.any():
-        first = int(failed.nonzero()[0][0])
-        raise UserError(f"{what}: process {first} stopped (its error line says why), and every process with it")
+        result, failure, found = None, error, {}
+    everyone = _gather([failure is not None] + [found.get(key, 0) for key in keys])
+    try:
+        if failure is not None:
+            raise failure
+        failed = everyone[:, 0]
+        if failed.any():
+            first = int(failed.nonzero()[0][0])
+            raise UserError(f"{what}: process {first} stopped (its error line says why), and every process with it")
+        _same_everywhere(everyone[:, 1:], keys, agreed or {})
+    except UserError:
+        if failure is None and undo is not None:
+            undo(result)
+        raise
     return result
 
 
@@ -202,7 +215,12 @@ def agree(values: dict[str, int], names: dict[str, str]) -> None:
     if jax.process_count() == 1:
         return
     keys = list(values)  # the caller's order (the same code in every process): the first named is checked first
-    everyone = _gather([values[k] for k in keys])
+    _same_everywhere(_gather([values[k] for k in keys]), keys, names)
+
+
+def _same_everywhere(everyone, keys: list[str], names: dict[str, str]) -> None:
+    """One column of `everyone` (a row per process) per key: the first column whose processes
+    differ is named, with every process's value."""
     for column, key in enumerate(keys):
         seen = everyone[:, column]
         if (seen != seen[0]).any():

@@ -18,49 +18,13 @@ from common import files
 from common.errors import UserError
 from model import custom
 from pipeline import dataset, wait_meter
-from pipeline.data_folder import DataFolder, differing_classes
 from pipeline.input_spec import InputSpec
-from training import callbacks, evaluation, model_setup, resume
+from training import callbacks, evaluation, model_setup, preparation, resume
 from training.config import Config
+from training.preparation import StagePlan
 from training.run_dir import RunDir, TrainingState
-from training.run_lock import RunLock, lock_guard
+from training.run_lock import lock_guard
 from training.strategy import Runtime
-
-
-@dataclasses.dataclass(frozen=True)
-class StagePlan:
-    index: int
-    folder: DataFolder
-    batch_size: int
-    first_epoch: int
-    epochs: int
-    steps_per_epoch: int  # global: every worker runs this many steps
-    first_step: int
-
-    @property
-    def resolution(self) -> int:
-        return self.folder.resolution
-
-    @property
-    def last_epoch(self) -> int:
-        return self.first_epoch + self.epochs
-
-
-def plan(config: Config, folders: dict[int, DataFolder]) -> list[StagePlan]:
-    """Stage boundaries in epochs and steps, from the pipeline's count of training steps."""
-    stages, epoch, step = [], 0, 0
-    for index, stage in enumerate(config.stages):
-        folder = folders[stage.resolution]
-        try:
-            steps = dataset.training_steps(folder, stage.batch_size, config.classes or None)
-        except UserError as error:  # the pipeline's own check, told which stage of which config
-            raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size}: {error}") from None
-        if config.runtime.steps_per_epoch:  # a quick check: a few steps of every stage
-            steps = min(steps, config.runtime.steps_per_epoch)
-        stages.append(StagePlan(index, folder, stage.batch_size, epoch, stage.epochs, steps, step))
-        epoch += stage.epochs
-        step += stage.epochs * steps
-    return stages
 
 
 class Trainer:
@@ -82,17 +46,7 @@ class Trainer:
                 raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
                                 f"evenly over {runtime.replicas} replicas; use a multiple of {runtime.replicas}")
         self.final_resolution = config.evaluation_resolution
-        # Every folder the run reads, its manifest loaded and checked once, before epoch 1.
-        resolutions = config.resolutions
-        self.folders, self.stages = runtime.together(lambda: self._open(data_dir, resolutions), "--data")
-        self.num_classes = len(self.stages[-1].folder.subset(config.classes or None).keep)
-
-    def _open(self, data_dir: str, resolutions: list[int]):
-        folders = {r: DataFolder.open(data_dir, r) for r in resolutions}
-        different = differing_classes(list(folders.values()))
-        if different:
-            raise UserError(different)
-        return folders, plan(self.config, folders)
+        self.data_dir = data_dir
 
     @property
     def _pad_to(self) -> int:
@@ -135,28 +89,15 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
-        self._lock = None
+        prepared = preparation.prepare(self.config, self.data_dir, self.run, self.runtime)
         try:
-            saved, changes = self.runtime.together(self._claim_run_dir, "--run-dir")
-            self._lock_guard = lock_guard(self._lock) if self._lock is not None else None
-            return self._fit(stop_after, saved, changes)
+            self.folders, self.stages, self.num_classes = prepared.folders, prepared.stages, prepared.num_classes
+            self._lock_guard = lock_guard(prepared.lock) if prepared.lock is not None else None
+            return self._fit(stop_after, prepared.saved, prepared.changes)
         finally:
-            # also when the claim failed, here or in another process (`together` raises in all)
-            if self._lock is not None:
-                self._lock.release()
-
-    def _claim_run_dir(self):
-        """The run directory taken and read, in one step every process takes together: the lock
-        (one train.py per run directory; process 0 holds it for all processes: `self._lock`, released
-        by `fit` whatever happens next), then whether and how it may be resumed (`resume.check`)."""
-        self._lock = RunLock(self.run.make().path).acquire() if self.writes else None
-        return resume.check(self.run, self.config, make=self.writes)
+            prepared.release()
 
     def _fit(self, stop_after: int | None, saved: TrainingState | None, changes: dict) -> dict | None:
-        # before the checkpoint is loaded: loading is a collective too
-        self.runtime.agree({"epoch": saved.epoch if saved else -1, "batch": saved.batch if saved else -1},
-                           {"epoch": "the checkpoint in --run-dir (use one folder every host sees: gs:// or a "
-                                     "shared file system)", "batch": "the checkpoint in --run-dir"})
         self.schedule = model_setup.schedule_for(self.config, self.stages)
         net, broken = model_setup.build_model(self.config, self.runtime, self.stages[-1].folder, self.num_classes,
                                               self.schedule, self.log, self.run.model_file)
