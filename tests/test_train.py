@@ -222,6 +222,17 @@ def test_configs_breaking_the_epoch_limit_are_refused(records, tmp_path, capsys)
     assert not os.path.exists(tmp_path / "r" / "checkpoint.npz")
 
 
+def test_stage_data_copies_the_records_then_trains_from_the_copy(records, tmp_path, capsys):
+    """--stage-data is part of the run's preparation: the records the run needs copied (and
+    checked) first, the run then reads the copy."""
+    local, run_dir = tmp_path / "local", str(tmp_path / "run")
+    code, out, err = train_here(records, run_dir, config_file(tmp_path, [(32, 1, 32)]), capsys,
+                                "--stage-data", str(local))
+    assert code == 0 and err == "", err
+    assert sorted(os.listdir(local)) == ["32px"] and os.path.exists(local / "32px" / "manifest.json")
+    assert json.load(open(os.path.join(run_dir, "final.json")))["epochs"] == 1
+
+
 RULE_BREAKER = """
 import keras
 
@@ -238,15 +249,17 @@ def build(num_classes):
 def test_a_model_breaking_the_rules_is_refused(records, tmp_path):
     from common.errors import UserError
     from training import config as configs
+    from training.preparation import prepare
     from training.strategy import detect
     from training.trainer import Trainer
 
     student = tmp_path / "breaker.py"
     student.write_text(RULE_BREAKER)
     config = configs.read(config_file(tmp_path, [(32, 1, 32)]), [f"model={student}:build"])
-    trainer = Trainer(config, records, str(tmp_path / "bad"), detect("cpu"), log=lambda *_: None)
-    with pytest.raises(UserError, match=r"breaks the course rules: ") as refused:
-        trainer.fit()
+    runtime = detect("cpu")
+    with prepare(config, records, str(tmp_path / "bad"), runtime) as prepared:
+        with pytest.raises(UserError, match=r"breaks the course rules: ") as refused:
+            Trainer(config, prepared, runtime, log=lambda *_: None).fit()
     # both breaks are named, each with its layer
     assert "no fully connected layers: classifier" in str(refused.value), refused.value
     assert "no dropout: drop" in str(refused.value), refused.value

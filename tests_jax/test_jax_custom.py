@@ -21,6 +21,7 @@ def records(tmp_path_factory):
 
 def test_the_example_student_network_trains_under_jax(records, tmp_path):
     from training import config as configs
+    from training.preparation import prepare
     from training.strategy import detect
     from training.trainer import Trainer
 
@@ -29,7 +30,9 @@ def test_the_example_student_network_trains_under_jax(records, tmp_path):
         f"model={student}:build", "stages.0.epochs=3", "stages.0.batch_size=32", "stages.1.resolution=32",
         "stages.1.epochs=1", "stages.1.batch_size=32", "schedule.base_lr=0.002", "schedule.max_lr=0.02"])
     run_dir = str(tmp_path / "run")
-    result = Trainer(config, records, run_dir, detect("cpu", "jax"), verbose=0, log=lambda *_: None).fit()
+    runtime = detect("cpu", "jax")
+    with prepare(config, records, run_dir, runtime) as prepared:
+        result = Trainer(config, prepared, runtime, verbose=0, log=lambda *_: None).fit()
     with open(os.path.join(run_dir, "log.csv")) as handle:
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
     assert len(losses) == 4 and losses[-1] < losses[0], losses  # it learns

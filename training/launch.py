@@ -72,38 +72,33 @@ def train(args, backend: str) -> int:
     import keras
     import tensorflow as tf
 
-    from training import processes
+    from training import preparation
     from training.strategy import detect
     from training.trainer import Trainer
 
     if backend == "jax":
         tf.config.set_visible_devices([], "GPU")  # TensorFlow only runs tf.data: leave the GPU to JAX
     runtime = detect(args.strategy, backend, args.cpu_replicas, config.runtime.mixed_precision)
-    if runtime.processes > 1:
+    expected = None
+    if runtime.processes > 1:  # compared in the run's preparation, before anything else it finds
         import jax
 
         settings = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
         told = process_setup.num_processes if process_setup and process_setup.num_processes else runtime.processes
-        processes.agree({"processes": told, "config": int(settings[:7], 16), "stop_after": args.stop_after or 0,
-                         "devices": jax.local_device_count()},
-                        {"processes": "--num-processes", "config": "the config (--config and --set)",
-                         "stop_after": "--stop-after", "devices": "the number of devices of a process"})
+        expected = ({"processes": told, "config": int(settings[:7], 16), "stop_after": args.stop_after or 0,
+                     "devices": jax.local_device_count()},
+                    {"processes": "--num-processes", "config": "the config (--config and --set)",
+                     "stop_after": "--stop-after", "devices": "the number of devices of a process"})
     log = (lambda line: print(line, flush=True)) if runtime.is_chief else (lambda line: None)
     log(runtime.describe())
     if config.runtime.deterministic and backend == "tensorflow":
         tf.config.experimental.enable_op_determinism()  # reproducible to the last bit, slower
     try:
-        data = args.data
-        if args.stage_data:
-            from training.staging import stage
-
-            data = runtime.together(lambda: stage(args.data, args.stage_data, config.resolutions, log=log),
-                                    "--stage-data")
         keras.utils.set_random_seed(config.seed)
         # --quiet: Keras's one line per epoch (the log a notebook shows) instead of a per-batch bar
         verbose = 0 if not runtime.is_chief else 2 if args.quiet else 1
-        trainer = Trainer(config, data, args.run_dir, runtime, verbose=verbose, log=log)
-        trainer.fit(args.stop_after)
+        with preparation.prepare(config, args.data, args.run_dir, runtime, args.stage_data, expected, log) as prepared:
+            Trainer(config, prepared, runtime, verbose=verbose, log=log).fit(args.stop_after)
     except UserError as error:
         if runtime.processes == 1:
             raise

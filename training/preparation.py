@@ -1,7 +1,9 @@
-"""A run prepared in one step every process takes together: the data folders opened and checked,
-the plan of its stages, the run directory locked and its checkpoint read, and every process's
-checkpoint position compared, in one collective (`Runtime.together`). The trainer is handed
-what was found (`Prepared`) and builds, fits and evaluates.
+"""A run prepared in one step every process takes together: the records staged to local disk
+(`--stage-data`), the data folders opened and checked, the plan of its stages, the run directory
+locked and its checkpoint read; and, in the same collective (`Runtime.together`), what every
+process must share compared: the command line's (`expected`: the config, the process count) and
+the checkpoint position. The trainer is handed what was found (`Prepared`) and builds, fits and
+evaluates; whoever prepared releases (`with prepare(...) as prepared:`).
 
 One step, so that a process that cannot start (no records, the run directory in use, another
 checkpoint) stops every process with it at once, and so that the lock a process took is released
@@ -68,6 +70,7 @@ class Prepared:
     the stages' plan, the run directory's lock (held by the process that writes it; None in the
     others) and its checkpoint's state with the accepted config changes (`resume.check`)."""
 
+    run: RunDir  # where this process reads and writes (a TensorFlow worker other than the chief: its own folder)
     folders: dict[int, DataFolder]
     stages: list[StagePlan]
     num_classes: int
@@ -84,6 +87,12 @@ class Prepared:
             self.lock.release()
             self.lock = None
 
+    def __enter__(self) -> Prepared:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
 
 def open_folders(config: Config, data_dir: str) -> dict[int, DataFolder]:
     """Every resolution the run reads, with one class list between them."""
@@ -94,12 +103,29 @@ def open_folders(config: Config, data_dir: str) -> dict[int, DataFolder]:
     return folders
 
 
-def prepare(config: Config, data_dir: str, run: RunDir, runtime: Runtime) -> Prepared:
-    """The one preparation step, in every process together (see the module's docstring)."""
-    writes = runtime.writes_run_dir
+def run_dir_of(run_dir: str, runtime: Runtime) -> RunDir:
+    """The run directory this process uses: every TensorFlow worker saves (collectives need them
+    all), the others into a folder of their own."""
+    run = RunDir(run_dir)
+    return run.worker(runtime.worker_index) if runtime.kind == "multiworker" and not runtime.is_chief else run
+
+
+def prepare(config: Config, data_dir: str, run_dir: str, runtime: Runtime, stage_to: str | None = None,
+            expected: tuple[dict, dict] | None = None, log=print) -> Prepared:
+    """The one preparation step, in every process together (see the module's docstring).
+    `expected`: ({key: value}, {key: how it is set}) every process must hold the same of."""
+    from training.staging import stage
+
+    run, writes = run_dir_of(run_dir, runtime), runtime.writes_run_dir
+    known, names = expected or ({}, {})
 
     def step() -> Prepared:
-        folders = open_folders(config, data_dir)
+        for index, stage_config in enumerate(config.stages):
+            if stage_config.batch_size % runtime.replicas:
+                raise UserError(f"{config.source}: stages[{index}].batch_size = {stage_config.batch_size} does not "
+                                f"divide evenly over {runtime.replicas} replicas; use a multiple of {runtime.replicas}")
+        data = stage(data_dir, stage_to, config.resolutions, log=log) if stage_to else data_dir
+        folders = open_folders(config, data)
         stages = plan(config, folders)
         num_classes = len(stages[-1].folder.subset(config.classes or None).keep)
         # One train.py per run directory: the process that writes it holds the lock for all.
@@ -110,8 +136,8 @@ def prepare(config: Config, data_dir: str, run: RunDir, runtime: Runtime) -> Pre
             if lock is not None:
                 lock.release()
             raise
-        return Prepared(folders, stages, num_classes, lock, saved, changes)
+        return Prepared(run, folders, stages, num_classes, lock, saved, changes)
 
-    # Compared before the checkpoint is loaded: loading is a collective too.
-    return runtime.together(step, "preparing the run (--data, --run-dir)", POSITION, Prepared.position,
-                            Prepared.release)
+    # The checkpoint position is compared before the checkpoint is loaded: loading is a collective too.
+    what = "preparing the run (" + ("--stage-data, " if stage_to else "") + "--data, --run-dir)"
+    return runtime.together(step, what, {**names, **POSITION}, Prepared.position, Prepared.release, known)

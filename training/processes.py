@@ -175,31 +175,36 @@ def _gather(values: list[int]):
     return np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(values))
 
 
-def together(action, what: str, count: int, agreed: dict[str, str] | None = None, values=None, undo=None):
+def together(action, what: str, count: int, agreed: dict[str, str] | None = None, values=None, undo=None,
+             known: dict[str, int] | None = None):
     """`action()` in each of `count` processes; if it raises a UserError in any of them, every
     process raises: that one its own error, the others one naming it. (A process that ended
     alone would leave the others waiting in their next collective.) Every process must call it.
 
-    With `agreed` ({key: how it is set}) and `values(result)` ({key: int}), every process must
-    also have found the same values, compared in the same collective (as `agree` does). `undo(result)`
-    is what a process whose action succeeded does when the others make it stop (release a lock)."""
+    `agreed` ({key: how it is set}) names values every process must hold the same of, compared in
+    the same collective (as `agree` does): `known` ones, held before the action (the config, the
+    process count) and compared first, whatever the action did; then those `values(result)` finds.
+    `undo(result)` is what a process whose action succeeded does when the others make it stop
+    (release a lock)."""
     if count == 1:
         return action()
-    keys = list(agreed or {})
+    known = known or {}
+    later = [key for key in agreed or {} if key not in known]
     try:
         result, failure = action(), None
-        found = values(result) if keys else {}
+        found = values(result) if later else {}
     except UserError as error:
         result, failure, found = None, error, {}
-    everyone = _gather([failure is not None] + [found.get(key, 0) for key in keys])
+    everyone = _gather([known[key] for key in known] + [failure is not None] + [found.get(key, 0) for key in later])
     try:
+        _same_everywhere(everyone[:, :len(known)], list(known), agreed or {})
         if failure is not None:
             raise failure
-        failed = everyone[:, 0]
+        failed = everyone[:, len(known)]
         if failed.any():
             first = int(failed.nonzero()[0][0])
             raise UserError(f"{what}: process {first} stopped (its error line says why), and every process with it")
-        _same_everywhere(everyone[:, 1:], keys, agreed or {})
+        _same_everywhere(everyone[:, len(known) + 1:], later, agreed or {})
     except UserError:
         if failure is None and undo is not None:
             undo(result)

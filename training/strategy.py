@@ -49,14 +49,14 @@ class Runtime:
         return self.strategy.distribute_datasets_from_function(make)
 
     def together(self, action: Callable, what: str, agreed: dict[str, str] | None = None,
-                 values: Callable | None = None, undo: Callable | None = None):
+                 values: Callable | None = None, undo: Callable | None = None, known: dict[str, int] | None = None):
         """`action()` in every process of the run, each stopping if any one fails (a UserError),
-        so that none waits alone in its next collective; with `agreed`, `values(result)` also the
-        same in every process; `undo(result)` where the others made a process stop
-        (training/processes.py)."""
+        so that none waits alone in its next collective; with `agreed`, the `known` values and
+        `values(result)` also the same in every process; `undo(result)` where the others made a
+        process stop (training/processes.py)."""
         from training import processes
 
-        return processes.together(action, what, self.processes, agreed, values, undo)
+        return processes.together(action, what, self.processes, agreed, values, undo, known)
 
     def agree(self, values: dict[str, int], names: dict[str, str]) -> None:
         """Every process holds the same `values`, or every process stops with one line naming the

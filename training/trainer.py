@@ -15,25 +15,24 @@ import importlib.util
 import time
 
 from common import files
-from common.errors import UserError
 from model import custom
 from pipeline import dataset, wait_meter
 from pipeline.input_spec import InputSpec
-from training import callbacks, evaluation, model_setup, preparation, resume
+from training import callbacks, evaluation, model_setup, resume
 from training.config import Config
-from training.preparation import StagePlan
-from training.run_dir import RunDir, TrainingState
+from training.preparation import Prepared, StagePlan
+from training.run_dir import TrainingState
 from training.run_lock import lock_guard
 from training.strategy import Runtime
 
 
 class Trainer:
-    def __init__(self, config: Config, data_dir: str, run_dir: str, runtime: Runtime, verbose: int = 1,
-                 log=print):
-        run = RunDir(run_dir)
-        if runtime.kind == "multiworker" and not runtime.is_chief:
-            run = run.worker(runtime.worker_index)  # every worker saves (collectives need them all)
-        self.config, self.run, self.runtime, self.verbose, self.log = config, run, runtime, verbose, log
+    """Builds, fits and evaluates a run `training.preparation.prepare` prepared (and releases)."""
+
+    def __init__(self, config: Config, prepared: Prepared, runtime: Runtime, verbose: int = 1, log=print):
+        self.config, self.runtime, self.verbose, self.log = config, runtime, verbose, log
+        self.prepared, self.run = prepared, prepared.run
+        self.folders, self.stages, self.num_classes = prepared.folders, prepared.stages, prepared.num_classes
         # JAX processes other than 0 read the run directory (the same checkpoint) and write nothing
         self.writes = runtime.writes_run_dir
         # seconds the training input kept the model waiting; TensorFlow's op determinism forbids
@@ -41,12 +40,7 @@ class Trainer:
         self.input_wait = None if config.runtime.deterministic else wait_meter.WaitMeter()
         # one for the whole run (not one a stage): its advice is given once a run
         self._input_wait_logs = callbacks.InputWait(self.input_wait, self.log) if self.input_wait else None
-        for index, stage in enumerate(config.stages):
-            if stage.batch_size % runtime.replicas:
-                raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size} does not divide "
-                                f"evenly over {runtime.replicas} replicas; use a multiple of {runtime.replicas}")
         self.final_resolution = config.evaluation_resolution
-        self.data_dir = data_dir
 
     @property
     def _pad_to(self) -> int:
@@ -89,13 +83,9 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
-        prepared = preparation.prepare(self.config, self.data_dir, self.run, self.runtime)
-        try:
-            self.folders, self.stages, self.num_classes = prepared.folders, prepared.stages, prepared.num_classes
-            self._lock_guard = lock_guard(prepared.lock) if prepared.lock is not None else None
-            return self._fit(stop_after, prepared.saved, prepared.changes)
-        finally:
-            prepared.release()
+        prepared = self.prepared
+        self._lock_guard = lock_guard(prepared.lock) if prepared.lock is not None else None
+        return self._fit(stop_after, prepared.saved, prepared.changes)
 
     def _fit(self, stop_after: int | None, saved: TrainingState | None, changes: dict) -> dict | None:
         self.schedule = model_setup.schedule_for(self.config, self.stages)
