@@ -114,13 +114,14 @@ def keras_layers_pipeline(folder, batch_size: int):
 def run(folder, settings: Settings, report=print) -> dict:
     """Time every row of a DataFolder's train split; a line per row to `report`."""
     from pipeline import dataset, policy
+    from pipeline.input_spec import Training
 
     batch_size, baseline = settings.batch_size, settings.baseline
     steps = dataset.training_steps(folder, batch_size)
 
     def ours(spec, cache=False):
-        return lambda: dataset.build(folder, dataset.InputSpec("train", batch_size, policy=spec, seed=0,
-                                                               cache=cache))[0]
+        return lambda: dataset.build(folder, dataset.InputSpec("train", batch_size, cache=cache,
+                                                               training=Training(policy=spec)))[0]
 
     steady = [(PLAIN, lambda: plain_pipeline(folder, batch_size)), ("none", ours("none")),
               ("none:cached", ours("none", True)), ("policy:default", ours(policy.DEFAULT_POLICY)),

@@ -25,7 +25,7 @@ from pipeline import epoch_order, read
 from pipeline.data_folder import ClassSubset, DataFolder
 from pipeline.finish import batch_finisher
 from pipeline.hard_examples import hard_indices, per_batch
-from pipeline.input_spec import InputSpec
+from pipeline.input_spec import InputSpec, Training
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -47,7 +47,7 @@ class SplitInfo:
 def training_steps(folder: DataFolder, batch_size: int, classes=None) -> int:
     """Steps of a training epoch at a global batch size: whole batches of the kept examples, as
     one pipeline lays them out (`_layout`, which also holds the one "at least one batch" check)."""
-    return _layout(folder, InputSpec("train", batch_size, classes=classes), None).steps
+    return _layout(folder, InputSpec("train", batch_size, classes=classes, training=Training()), None).steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,15 +85,16 @@ def _layout(folder: DataFolder, spec: InputSpec, context: tf.distribute.InputCon
         if count < batch_size:
             raise UserError(f"{spec.split} at {folder.resolution}px: {count} examples, fewer than one batch of "
                             f"{batch_size}")
-        steps = spec.steps_per_epoch or count // (batch_size * replicas)
+        steps = spec.training.steps_per_epoch or count // (batch_size * replicas)
         return _Layout(share, subset, count, batch_size, replicas, steps)
-    if spec.same_batches:
+    if spec.evaluation.same_batches:
         most = max(read.share_count(folder, spec.split, read.Share(share.pipelines, i), subset)
                    for i in range(share.pipelines))
         return _Layout(share, subset, count, batch_size, 1, max(1, -(-most // batch_size)))
     batch_size = _even_eval_batch(count, batch_size, replicas)
-    if spec.pad_to > 1:
-        batch_size = max(spec.pad_to, batch_size // spec.pad_to * spec.pad_to)
+    pad_to = spec.evaluation.pad_to
+    if pad_to > 1:
+        batch_size = max(pad_to, batch_size // pad_to * pad_to)
     return _Layout(share, subset, count, batch_size, 1, -(-count // batch_size))
 
 
@@ -125,11 +126,12 @@ def _evaluation_batches(records: tf.data.Dataset, spec: InputSpec, layout: _Layo
     """(seed, serialised batch): one pass in file order; a known length spares Keras a trip into
     the end of the data ("input ran out" warnings)."""
     batches = records.batch(layout.batch_size)
-    if spec.same_batches:  # empty batches (filled with weight-0 rows later) up to the common count
+    if spec.evaluation.same_batches:  # empty batches (filled with weight-0 rows later) up to the common count
         own = -(-layout.num_examples // layout.batch_size)
         batches = batches.concatenate(tf.data.Dataset.from_tensors(tf.zeros([0], tf.string)).repeat(layout.steps - own))
     batches = batches.apply(tf.data.experimental.assert_cardinality(layout.steps))
-    return batches.enumerate().map(lambda i, serialized: (tf.stack([tf.cast(spec.seed, tf.int64), i]), serialized))
+    # a seed per batch, as training batches have (the finishing stage's signature); nothing draws from it
+    return batches.enumerate().map(lambda i, serialized: (tf.stack([tf.constant(0, tf.int64), i]), serialized))
 
 
 def _training_batches(records: tf.data.Dataset, folder: DataFolder, spec: InputSpec,
@@ -140,27 +142,28 @@ def _training_batches(records: tf.data.Dataset, folder: DataFolder, spec: InputS
     whole = read.whole(folder, records, layout.num_examples)
     if spec.cache:
         whole = whole.cache()
-    hard = hard_indices(records, spec.hard_examples, spec.hard_fraction)
-    hard_slots = per_batch(spec.hard_fraction, layout.batch_size) if hard is not None else 0
+    training = spec.training
+    hard = hard_indices(records, training.hard_examples, training.hard_fraction)
+    hard_slots = per_batch(training.hard_fraction, layout.batch_size) if hard is not None else 0
     pipeline = layout.share.index
 
     def one_epoch(epoch, split):
         """This epoch's batches, in an order that depends only on (seed, epoch, input pipeline)."""
         indices = epoch_order.batch_indices(
             layout.num_examples, layout.batch_size, layout.batches_per_epoch,
-            epoch_order.key(spec.seed, epoch_order.ORDER, epoch, pipeline), hard, hard_slots,
-            epoch_order.key(spec.seed, epoch_order.HARD, epoch, pipeline))
+            epoch_order.key(training.seed, epoch_order.ORDER, epoch, pipeline), hard, hard_slots,
+            epoch_order.key(training.seed, epoch_order.HARD, epoch, pipeline))
         # Augmentation seeds: one per batch, and distinct per input pipeline (several workers).
-        augment_key = epoch_order.key(spec.seed, epoch_order.AUGMENT, epoch, pipeline)
+        augment_key = epoch_order.key(training.seed, epoch_order.AUGMENT, epoch, pipeline)
         return tf.data.Dataset.from_tensor_slices(indices).enumerate().map(
             lambda i, batch: (tf.random.experimental.stateless_fold_in(augment_key, i, alg="philox"),
                               {name: tf.gather(value, batch) for name, value in split.items()}))
 
-    last = spec.first_epoch + spec.epochs if spec.epochs is not None else epoch_order.ENDLESS
+    last = training.first_epoch + training.epochs if training.epochs is not None else epoch_order.ENDLESS
     # One element per epoch: its number and the records. From the files, the next epoch's records
     # are read while this one is emitted (prefetch), so no epoch waits for a whole read; at most
     # two copies of the records are then alive.
-    splits = tf.data.Dataset.range(spec.first_epoch, last).flat_map(
+    splits = tf.data.Dataset.range(training.first_epoch, last).flat_map(
         lambda epoch: whole.map(lambda split: (epoch, split)))
     return splits.prefetch(1).flat_map(one_epoch)
 

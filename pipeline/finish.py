@@ -79,12 +79,12 @@ def batch_finisher(folder: DataFolder, spec: InputSpec, subset: ClassSubset, bat
     weights for padded evaluation batches.
     With `spec.resize_to` (other than the records' resolution) the decoded images are resized
     first, in the graph, so that augmentation and the model see the new size."""
-    steps = spec.policy if spec.is_training else ()
+    steps = spec.training.policy if spec.is_training else ()
     mean_std = (tuple(folder.mean), tuple(folder.std)) if spec.normalised else None
     finish = _compiled(steps, len(subset.keep), mean_std, spec.jit)
     label_map = None if subset.is_all else tf.constant(subset.label_map(), tf.int64)
-    pad_to = 1 if spec.is_training else spec.pad_to
-    fill_to = batch_size if spec.same_batches and not spec.is_training else 0
+    pad_to = 1 if spec.is_training else spec.evaluation.pad_to
+    fill_to = batch_size if spec.evaluation.same_batches and not spec.is_training else 0
     resize_to = spec.resize_to if spec.resize_to and spec.resize_to != folder.resolution else None
 
     def batch_fn(seed, parsed):
@@ -95,7 +95,7 @@ def batch_finisher(folder: DataFolder, spec: InputSpec, subset: ClassSubset, bat
             return _padded(images, onehot, 1 if fill_to else pad_to, fill_to)
         if spec.with_filenames:
             return images, onehot, parsed["filename"]
-        return (images, onehot, parsed["bbox"]) if spec.with_boxes and spec.is_training else (images, onehot)
+        return (images, onehot, parsed["bbox"]) if spec.is_training and spec.training.with_boxes else (images, onehot)
 
     return batch_fn
 

@@ -12,19 +12,11 @@ from pipeline import policy as policies
 
 
 @dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """What to read from a folder and how; `build` takes the folder and this.
+class Training:
+    """What makes an input a training input: augmented with `policy`, `epochs` epochs from
+    `first_epoch` (None: forever), each in a fresh order drawn from `seed`, whole batches only."""
 
-    `batch_size` is global: under a distribution strategy each replica gets its share. `training`
-    (default: split == "train") shuffles, augments with `policy`, drops the remainder and yields
-    `epochs` epochs from `first_epoch` (None: forever); evaluation is one pass in file order, every
-    example, no augmentation.
-    """
-
-    split: str = "train"
-    batch_size: int = 64
-    training: bool | None = None
-    # training: the augmentations (parsed once: a policy string given here is parsed on creation)
+    # the augmentations (parsed once: a policy string given here is parsed on creation)
     policy: tuple[policies.Augmentation, ...] = ()
     seed: int = 0
     first_epoch: int = 0
@@ -34,29 +26,51 @@ class InputSpec:
     # a file of training filenames (from tools.analyze) and the share of every batch drawn from them
     hard_examples: str | None = None
     hard_fraction: float = 0.0
-    # what to read: None all classes, N the first N, or a list of wnids; keep the records in RAM
-    classes: typing.Any = None
-    cache: bool = False
-    # output: normalised float32 images instead of uint8; the filenames as a third element;
-    # evaluation batches padded to a multiple of `pad_to` with a weight-0 third element
-    normalised: bool = False
-    with_filenames: bool = False
-    # training: the records' boxes as a third element (augment.on = "device": object_crop in the train step)
+    # the records' boxes as a third element (augment.on = "device": object_crop in the train step)
     with_boxes: bool = False
-    pad_to: int = 1
-    # evaluation: every batch exactly the per-pipeline batch and every input pipeline as many
-    # batches (the most any needs), weight-0 rows filling up: JAX over several processes needs one
-    # shape and one step count in every process
-    same_batches: bool = False
-    jit: bool = True
-    # images resized to this many px after decoding, in the graph (bilinear, antialiased, rounded
-    # back to uint8): e.g. evaluating at 56 px from the 64 px records; None keeps the records' size
-    resize_to: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.policy, tuple) or not all(isinstance(s, policies.Augmentation) for s in self.policy):
             object.__setattr__(self, "policy", policies.parse(self.policy) if self.policy is not None else ())
 
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """How an evaluation input (one pass in file order, every example) shapes its batches."""
+
+    # batches padded to a multiple of `pad_to` with a weight-0 third element (JAX's DataParallel)
+    pad_to: int = 1
+    # every batch exactly the per-pipeline batch and every input pipeline as many batches (the
+    # most any needs), weight-0 rows filling up: JAX over several processes needs one shape and
+    # one step count in every process
+    same_batches: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What to read from a folder and how; `build` takes the folder and this.
+
+    The options every input shares, then `training` (a `Training`: augmented epochs in a fresh
+    order) or, without it, `evaluation` (an `Evaluation`: one pass in file order, every example,
+    no augmentation). `batch_size` is global: under a distribution strategy each replica gets its
+    share.
+    """
+
+    split: str = "train"
+    batch_size: int = 64
+    # what to read: None all classes, N the first N, or a list of wnids; keep the records in RAM
+    classes: typing.Any = None
+    cache: bool = False
+    # output: normalised float32 images instead of uint8; the filenames as a third element
+    normalised: bool = False
+    with_filenames: bool = False
+    jit: bool = True
+    # images resized to this many px after decoding, in the graph (bilinear, antialiased, rounded
+    # back to uint8): e.g. evaluating at 56 px from the 64 px records; None keeps the records' size
+    resize_to: int | None = None
+    training: Training | None = None
+    evaluation: Evaluation = Evaluation()
+
     @property
     def is_training(self) -> bool:
-        return self.split == "train" if self.training is None else self.training
+        return self.training is not None

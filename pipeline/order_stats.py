@@ -21,10 +21,12 @@ def measure(data: str, resolution: int, batch_size: int = 256, cache: bool = Fal
 
     from pipeline import dataset, epoch_order
     from pipeline.data_folder import DataFolder
+    from pipeline.input_spec import Training
 
     start = time.monotonic()
     with DataFolder.open(data, resolution).naming_corrupt_shards(("train",)) as folder:
-        spec = dataset.InputSpec("train", batch_size, epochs=2, cache=cache, seed=seed, with_filenames=True)
+        spec = dataset.InputSpec("train", batch_size, cache=cache, with_filenames=True,
+                                 training=Training(seed=seed, epochs=2))
         ds, info = dataset.build(folder, spec)
         names = np.concatenate([batch[2].numpy() for batch in ds])
     per_epoch = info.steps_per_epoch * info.batch_size

@@ -102,13 +102,31 @@ def large_split(tmp_path_factory):
     return write_split(str(tmp_path_factory.mktemp("large")), examples=20_480, shards=16, classes=10)
 
 
+def input_spec(split: str, batch_size: int, training: bool | None = None, **options):
+    """An InputSpec from flat keywords, each put where it belongs (the shared options, `Training`'s
+    or `Evaluation`'s); training unless `training=False` or the split is not "train"."""
+    import dataclasses
+
+    from pipeline.input_spec import Evaluation, InputSpec, Training
+
+    def taken(kind):
+        return {name: options.pop(name) for name in [f.name for f in dataclasses.fields(kind)] if name in options}
+
+    is_training = split == "train" if training is None else training
+    train, evaluate = taken(Training), taken(Evaluation)
+    if is_training:
+        return InputSpec(split, batch_size, training=Training(**train), **options)
+    assert not train, f"training options for an evaluation input: {train}"
+    return InputSpec(split, batch_size, evaluation=Evaluation(**evaluate), **options)
+
+
 def build_split(data: str, split: str, resolution: int, batch_size: int, input_context=None, **spec):
-    """dataset.build on a folder path: the folder opened at `resolution`, the rest an InputSpec."""
+    """dataset.build on a folder path: the folder opened at `resolution`, the rest an InputSpec
+    (`input_spec`)."""
     from pipeline import dataset
     from pipeline.data_folder import DataFolder
 
-    return dataset.build(DataFolder.open(data, resolution), dataset.InputSpec(split, batch_size, **spec),
-                         input_context)
+    return dataset.build(DataFolder.open(data, resolution), input_spec(split, batch_size, **spec), input_context)
 
 
 def top_k_by_sorting(probabilities, labels, k: int = 5) -> float:

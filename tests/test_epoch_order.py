@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline import epoch_order
+from pipeline.input_spec import Training
 from tests.conftest import build_split
 
 EXAMPLES, BATCH = 20_480, 256
@@ -170,7 +171,9 @@ MEMORY = """
 import resource, sys
 from pipeline import dataset, epoch_order
 from pipeline.data_folder import DataFolder
-ds, _ = dataset.build(DataFolder.open(sys.argv[1], 32), dataset.InputSpec("train", 256, epochs=int(sys.argv[2])))
+from pipeline.input_spec import Training
+ds, _ = dataset.build(DataFolder.open(sys.argv[1], 32),
+                      dataset.InputSpec("train", 256, training=Training(epochs=int(sys.argv[2]))))
 iterator = iter(ds)
 for _ in range(40):
     next(iterator)
@@ -214,7 +217,7 @@ def test_jax_processes_read_disjoint_shares_that_cover_each_epoch(large_split):
 
     folder = DataFolder.open(large_split, 8)
     steps = dataset.training_steps(folder, BATCH)
-    spec = dataset.InputSpec("train", BATCH, epochs=2, steps_per_epoch=steps, with_filenames=True)
+    spec = dataset.InputSpec("train", BATCH, with_filenames=True, training=Training(epochs=2, steps_per_epoch=steps))
     shares = []
     for index in (0, 1):
         runtime = Runtime("jax", "cpu", 4, ["cpu:0", "cpu:1", "cpu:2", "cpu:3"], "", worker_index=index, processes=2)
@@ -252,7 +255,7 @@ def test_records_that_disagree_with_the_manifest_count_are_named(tmp_path):
         with DataFolder.open(data, 8).naming_corrupt_shards() as folder:
             from pipeline import dataset
 
-            ds, _ = dataset.build(folder, dataset.InputSpec("train", 64, epochs=1))
+            ds, _ = dataset.build(folder, dataset.InputSpec("train", 64, training=Training(epochs=1)))
             next(iter(ds))
 
 

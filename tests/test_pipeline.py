@@ -114,9 +114,10 @@ def test_two_replica_mirrored_strategy_on_logical_cpus(converted):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from pipeline import dataset
         from pipeline.data_folder import DataFolder
+        from pipeline.input_spec import Training
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         def make(context):
-            spec = dataset.InputSpec("train", 16, policy="default", epochs=1, with_filenames=True)
+            spec = dataset.InputSpec("train", 16, with_filenames=True, training=Training(policy="default", epochs=1))
             return dataset.build(DataFolder.open({converted[0]!r}, 32), spec, context)[0]
         ds = strategy.distribute_datasets_from_function(make)
         seen = []

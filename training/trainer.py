@@ -17,7 +17,7 @@ import time
 from common import files
 from model import custom
 from pipeline import dataset, wait_meter
-from pipeline.input_spec import InputSpec
+from pipeline.input_spec import Evaluation, InputSpec, Training
 from training import callbacks, evaluation, model_setup, resume
 from training.config import Config
 from training.preparation import Prepared, StagePlan
@@ -50,18 +50,18 @@ class Trainer:
     def _evaluation_spec(self, batch_size: int) -> InputSpec:
         """Every example once, in file order. JAX over several processes needs batches of one shape
         and as many in every process: each pads its share to whole batches with weight-0 rows."""
-        return InputSpec("val", batch_size, classes=self.config.classes or None, pad_to=self._pad_to,
-                         cache=False, same_batches=self.runtime.processes > 1)
+        return InputSpec("val", batch_size, classes=self.config.classes or None, cache=False,
+                         evaluation=Evaluation(pad_to=self._pad_to, same_batches=self.runtime.processes > 1))
 
     def _specs(self, stage: StagePlan, first_epoch: int) -> tuple[InputSpec, InputSpec]:
         config = self.config
         cache = {"auto": stage.folder.fits_in_ram("train"), "true": True, "false": False}[config.runtime.cache]
         classes = config.classes or None
-        train = InputSpec("train", stage.batch_size, policy=config.augment.steps if config.augment.on == "host" else (),
-                          seed=config.seed, first_epoch=first_epoch, epochs=stage.last_epoch - first_epoch,
-                          steps_per_epoch=stage.steps_per_epoch, hard_examples=config.augment.hard_examples or None,
-                          hard_fraction=config.augment.hard_fraction, classes=classes, cache=cache,
-                          with_boxes=config.augment.on == "device")
+        train = InputSpec("train", stage.batch_size, classes=classes, cache=cache, training=Training(
+            policy=config.augment.steps if config.augment.on == "host" else (), seed=config.seed,
+            first_epoch=first_epoch, epochs=stage.last_epoch - first_epoch, steps_per_epoch=stage.steps_per_epoch,
+            hard_examples=config.augment.hard_examples or None, hard_fraction=config.augment.hard_fraction,
+            with_boxes=config.augment.on == "device"))
         val = dataclasses.replace(self._evaluation_spec(stage.batch_size), cache=cache)
         return train, val
 
