@@ -4,7 +4,7 @@
         element (pipeline/read.py) -> [cache] -> batches of this epoch's permutation, hard
         examples mixed in (pipeline/epoch_order.py), one gather each
     evaluation: read in file order -> batch -> parse and decode the batch
-    -> augment (one XLA function per batch) -> prefetch
+    -> augment (XLA-compiled: the warp, then the rest; pipeline/finish.py) -> prefetch
 
 configured by one typed `InputSpec` (pipeline/input_spec.py). Parsing (in chunks) and augmenting
 whole batches costs one kernel launch per batch instead of one per image. Training data is built

@@ -53,7 +53,8 @@ class InputSpec:
     The options every input shares, then `training` (a `Training`: augmented epochs in a fresh
     order) or, without it, `evaluation` (an `Evaluation`: one pass in file order, every example,
     no augmentation). `batch_size` is global: under a distribution strategy each replica gets its
-    share.
+    share. A spec without `training` is an evaluation input, also of the train split (one pass
+    in file order: what tools.analyze reads).
     """
 
     split: str = "train"
@@ -70,6 +71,10 @@ class InputSpec:
     resize_to: int | None = None
     training: Training | None = None
     evaluation: Evaluation = Evaluation()
+
+    def __post_init__(self):
+        if self.training is not None and self.evaluation != Evaluation():
+            raise ValueError("an InputSpec is for training or for evaluation: give `training` or `evaluation`")
 
     @property
     def is_training(self) -> bool:

@@ -112,6 +112,7 @@ def input_spec(split: str, batch_size: int, training: bool | None = None, **opti
     def taken(kind):
         return {name: options.pop(name) for name in [f.name for f in dataclasses.fields(kind)] if name in options}
 
+    assert training is None or isinstance(training, bool), "training=True/False here; the options go flat"
     is_training = split == "train" if training is None else training
     train, evaluate = taken(Training), taken(Evaluation)
     if is_training:

@@ -205,6 +205,22 @@ def test_the_colour_map_is_a_matrix_and_an_offset_per_image_in_float64(as_dot):
     np.testing.assert_allclose(ours.numpy(), expected, atol=1e-3)
 
 
+def test_a_policy_without_a_warp_is_one_host_function_that_gives_what_the_one_function_gives():
+    """Without geometric ops the host compiles the policy as one function, the colour map fused
+    (pipeline/finish.py); inside the train step it is a dot. Same pictures up to rounding."""
+    from pipeline.finish import _compiled
+
+    images, labels, bbox = smooth_batch(size=8)
+    steps = policies.parse("brightness:p=1, saturation:p=1, cutout:p=1, mixup:p=1")
+    host, host_labels = _compiled(steps, 4, None, True)(images, tf.argmax(labels, -1), bbox, SEED)
+    device, device_labels = tf.function(lambda x, y, s, b: augment.Policy(steps)(x, y, s, b), jit_compile=True)(
+        images, labels, SEED, bbox)
+    difference = np.abs(host.numpy().astype(int) - np.round(device.numpy()).astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3, (difference.max(), (difference > 0).mean())
+    np.testing.assert_allclose(host_labels.numpy(), device_labels.numpy(), atol=1e-6)
+    assert np.abs(host.numpy().astype(float) - images.numpy()).mean() > 5  # the policy did change the pictures
+
+
 def test_policy_is_deterministic_per_seed_and_compiles_with_xla():
     from pipeline.finish import _compiled
 

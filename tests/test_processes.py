@@ -114,3 +114,62 @@ def test_a_step_that_failed_here_raises_its_own_error_and_undoes_nothing(monkeyp
         processes.together(fails, "preparing", 2, {"epoch": "e", "batch": "b"}, lambda _: {"epoch": 3, "batch": 0},
                            undone.append)
     assert undone == []
+
+
+def test_what_every_process_held_before_the_step_is_compared_first(monkeypatch):
+    """A config that differs is named even where the step failed (its error is a consequence), and
+    a process whose step succeeded undoes it."""
+    names = {"config": "the config (--config and --set)", "epoch": "the checkpoint"}
+    _other_process(monkeypatch, [22, 1, 0])  # process 1: another config, and its step failed
+
+    def fails():
+        raise UserError("no records in --data")
+
+    with pytest.raises(UserError, match=r"^the config \(--config and --set\) differs between the processes "
+                                        r"\(process 0: 11, process 1: 22\)"):
+        processes.together(fails, "preparing", 2, names, lambda _: {"epoch": 0}, None, {"config": 11})
+    undone = []
+    with pytest.raises(UserError, match=r"^the config .* differs"):
+        processes.together(lambda: "lock", "preparing", 2, names, lambda _: {"epoch": 0}, undone.append,
+                           {"config": 11})
+    assert undone == ["lock"]
+
+
+def test_any_error_of_a_step_reaches_the_collective_first(monkeypatch):
+    """An OSError (a copy that failed, a folder that cannot be made) is raised after the gather,
+    which tells the other process this one stopped; a step that succeeded before its values failed
+    is undone."""
+    gathered = []
+    monkeypatch.setattr(processes, "_gather", lambda mine: gathered.append(list(mine)) or np.array([list(mine), [0]]))
+
+    def fails():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        processes.together(fails, "preparing", 2)
+    assert gathered == [[True]]
+    undone = []
+    monkeypatch.setattr(processes, "_gather", lambda mine: np.array([list(mine), [0, 0]]))
+
+    def broken_values(_):
+        raise UserError("unreadable checkpoint position")
+
+    with pytest.raises(UserError, match="unreadable checkpoint position"):
+        processes.together(lambda: "lock", "preparing", 2, {"epoch": "e"}, broken_values, undone.append)
+    assert undone == ["lock"]
+
+
+def test_a_preparation_another_process_stopped_leaves_no_lock_behind(monkeypatch, converted, tmp_path):
+    from training import config as configs
+    from training.preparation import prepare
+    from training.strategy import Runtime
+
+    config_path = tmp_path / "config.toml"
+    config_path.write_text('model = "resnet_tiny"\n[[stages]]\nresolution = 32\nepochs = 1\nbatch_size = 16\n')
+    config = configs.read(str(config_path), [])
+    runtime = Runtime("jax", "cpu", 1, ["cpu:0"], "float32", worker_index=0, processes=2)
+    _other_process(monkeypatch, [1, 0, 0])  # process 1 failed in its preparation
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError, match=r"^preparing the run \(--data, --run-dir\): process 1 stopped"):
+        prepare(config, converted[0], str(run_dir), runtime)
+    assert run_dir.exists() and not (run_dir / "run.lock").exists()

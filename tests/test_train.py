@@ -264,6 +264,7 @@ def test_a_model_breaking_the_rules_is_refused(records, tmp_path):
     assert "no fully connected layers: classifier" in str(refused.value), refused.value
     assert "no dropout: drop" in str(refused.value), refused.value
     assert not os.path.exists(tmp_path / "bad" / "checkpoint.npz")
+    assert not os.path.exists(tmp_path / "bad" / "run.lock")  # released by whoever prepared the run
 
 
 def test_an_experiment_trains_a_rule_breaker_and_is_marked_everywhere(records, tmp_path, capsys):

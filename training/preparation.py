@@ -7,7 +7,9 @@ evaluates; whoever prepared releases (`with prepare(...) as prepared:`).
 
 One step, so that a process that cannot start (no records, the run directory in use, another
 checkpoint) stops every process with it at once, and so that the lock a process took is released
-when another one fails (`Prepared.release`, the `undo` of the collective).
+when another one fails (`Prepared.release`, the `undo` of the collective). The price: processes
+started with different command lines are told so after the step, --stage-data's copy included,
+rather than before it (a second collective before the step would cost every run a round-trip).
 """
 
 from __future__ import annotations

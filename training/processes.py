@@ -177,24 +177,26 @@ def _gather(values: list[int]):
 
 def together(action, what: str, count: int, agreed: dict[str, str] | None = None, values=None, undo=None,
              known: dict[str, int] | None = None):
-    """`action()` in each of `count` processes; if it raises a UserError in any of them, every
-    process raises: that one its own error, the others one naming it. (A process that ended
-    alone would leave the others waiting in their next collective.) Every process must call it.
+    """`action()` in each of `count` processes; if it fails in any of them, every process raises:
+    that one its own error, the others a UserError naming it. (A process that ended alone would
+    leave the others waiting in their next collective.) Every process must call it.
 
     `agreed` ({key: how it is set}) names values every process must hold the same of, compared in
     the same collective (as `agree` does): `known` ones, held before the action (the config, the
     process count) and compared first, whatever the action did; then those `values(result)` finds.
-    `undo(result)` is what a process whose action succeeded does when the others make it stop
-    (release a lock)."""
+    `undo(result)` is what a process whose action succeeded does when it stops all the same (another
+    process failed, a value differs): release a lock."""
     if count == 1:
         return action()
     known = known or {}
     later = [key for key in agreed or {} if key not in known]
+    result, done, failure, found = None, False, None, {}
     try:
-        result, failure = action(), None
+        result = action()
+        done = True
         found = values(result) if later else {}
-    except UserError as error:
-        result, failure, found = None, error, {}
+    except Exception as error:  # any failure: raised after the collective, which the others wait in
+        failure = error
     everyone = _gather([known[key] for key in known] + [failure is not None] + [found.get(key, 0) for key in later])
     try:
         _same_everywhere(everyone[:, :len(known)], list(known), agreed or {})
@@ -205,8 +207,8 @@ def together(action, what: str, count: int, agreed: dict[str, str] | None = None
             first = int(failed.nonzero()[0][0])
             raise UserError(f"{what}: process {first} stopped (its error line says why), and every process with it")
         _same_everywhere(everyone[:, len(known) + 1:], later, agreed or {})
-    except UserError:
-        if failure is None and undo is not None:
+    except Exception:
+        if done and undo is not None:
             undo(result)
         raise
     return result

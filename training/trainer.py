@@ -85,9 +85,7 @@ class Trainer:
         """Train to the end (or `stop_after` more epochs: a Colab session's worth) and evaluate."""
         prepared = self.prepared
         self._lock_guard = lock_guard(prepared.lock) if prepared.lock is not None else None
-        return self._fit(stop_after, prepared.saved, prepared.changes)
-
-    def _fit(self, stop_after: int | None, saved: TrainingState | None, changes: dict) -> dict | None:
+        saved, changes = prepared.saved, prepared.changes
         self.schedule = model_setup.schedule_for(self.config, self.stages)
         net, broken = model_setup.build_model(self.config, self.runtime, self.stages[-1].folder, self.num_classes,
                                               self.schedule, self.log, self.run.model_file)
