@@ -76,7 +76,7 @@ def _windows(dataset, seconds: float, repeats: int, warmup_batches: int = 3) -> 
     return {"images_per_sec": round(statistics.median(rates), 1)}
 
 
-def plain_pipeline(folder, batch_size: int):
+def plain_pipeline(train, batch_size: int):
     """The textbook tf.data input on the same records, the bar ours must clear: shards shuffled and
     8 interleaved, a shuffle buffer of 4,096 records, batch, parse_example and decode on the batch,
     endlessly. (Its order is far from a fresh permutation per epoch: pipeline/epoch_order.py.)"""
@@ -84,15 +84,16 @@ def plain_pipeline(folder, batch_size: int):
 
     from pipeline import read
 
-    paths = folder.shard_paths("train")
+    paths = list(train.paths)
     return (tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths))
             .interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(paths)), num_parallel_calls=tf.data.AUTOTUNE)
             .shuffle(4096).repeat().batch(batch_size, drop_remainder=True)
-            .map(lambda serialized: read.decode(folder, serialized), num_parallel_calls=tf.data.AUTOTUNE)
+            .map(lambda serialized: read.decode(serialized, train.encoding, train.resolution),
+                 num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def keras_layers_pipeline(folder, batch_size: int):
+def keras_layers_pipeline(train, batch_size: int):
     """The obvious augmenting pipeline: Keras 3 preprocessing layers applied to batches of the plain
     pipeline inside tf.data."""
     import keras
@@ -106,7 +107,7 @@ def keras_layers_pipeline(folder, batch_size: int):
         keras.layers.RandomContrast(0.3),
         keras.layers.RandomBrightness(0.25, value_range=(0, 255)),
     ])
-    return plain_pipeline(folder, batch_size).map(
+    return plain_pipeline(train, batch_size).map(
         lambda batch: (layers(tf.cast(batch["image"], tf.float32), training=True), batch["label"]),
         num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -117,20 +118,21 @@ def run(folder, settings: Settings, report=print) -> dict:
     from pipeline.input_spec import Training
 
     batch_size, baseline = settings.batch_size, settings.baseline
-    steps = dataset.training_steps(folder, batch_size)
+    train = folder.split("train")
+    steps = dataset.training_steps(train, batch_size)
 
     def ours(spec, cache=False):
-        return lambda: dataset.build(folder, dataset.InputSpec("train", batch_size, cache=cache,
-                                                               training=Training(policy=spec)))[0]
+        return lambda: dataset.build(train, dataset.InputSpec(batch_size, cache=cache,
+                                                              training=Training(policy=spec)))[0]
 
-    steady = [(PLAIN, lambda: plain_pipeline(folder, batch_size)), ("none", ours("none")),
+    steady = [(PLAIN, lambda: plain_pipeline(train, batch_size)), ("none", ours("none")),
               ("none:cached", ours("none", True)), ("policy:default", ours(policy.DEFAULT_POLICY)),
               ("policy:default:cached", ours(policy.DEFAULT_POLICY, True))]
     alone = [(name, ours(f"{name}:p=1", True)) for name in settings.names]
     if baseline == "keras":
         # Like for like: our versions of exactly the Keras layers' ops, applied to every image as they are.
         steady.append(("policy:keras-ops", ours(KERAS_EQUIVALENT)))
-        steady.append(("keras", lambda: keras_layers_pipeline(folder, batch_size)))
+        steady.append(("keras", lambda: keras_layers_pipeline(train, batch_size)))
     results = []
     timed = [(name, make, False) for name, make in steady] + [(name, make, True) for name, make in alone]
     for name, make, is_alone in timed:
@@ -144,8 +146,8 @@ def run(folder, settings: Settings, report=print) -> dict:
                  if "first_batch_s" in row else "")
         report(f"{name:>22} {row['images_per_sec']:>10,.0f} images/s {row['images_per_sec'] / reference:6.2f}x "
                f"{PLAIN}{waits}")
-    return {"resolution": folder.resolution, "batch_size": batch_size, "cpu_count": os.cpu_count(),
-            "examples": folder.count("train"), "epochs": settings.epochs, "results": results}
+    return {"resolution": train.resolution, "batch_size": batch_size, "cpu_count": os.cpu_count(),
+            "examples": train.count, "epochs": settings.epochs, "results": results}
 
 
 def plot(result: dict, path: str) -> bool:

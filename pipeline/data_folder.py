@@ -1,9 +1,14 @@
-"""One converted resolution folder (`<data>/<res>px`), loaded once and passed on.
+"""One converted resolution folder (`<data>/<res>px`), loaded once, and the splits a run reads
+from it, resolved once and passed on.
 
 Everything later stages ask of a folder comes from its manifest, read and checked here a single
 time: the encoding, the classes, the train split's mean and std, the example counts (of the whole
-split and of a class subset), the shard paths (each checked to exist with its recorded size) and
-the mean record size. Nothing scans the shards to learn what the manifest already says.
+split and of a class subset), the shard paths (each checked to exist with its recorded size).
+Nothing scans the shards to learn what the manifest already says.
+
+`DataFolder.split(name, classes)` answers every question about one split at once, as a `Split` of
+plain values: the read, the layout into batches, the finishing stage and the trainer take that
+and never ask the folder again (a run asks each split once, in its preparation).
 """
 
 from __future__ import annotations
@@ -34,6 +39,28 @@ class ClassSubset:
         for new, old in enumerate(self.keep):
             mapping[old] = new
         return mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split of a folder as an input reads it, with a class subset applied: every fact the
+    read, the layout, the finishing stage and the trainer need, as plain values (no method asks
+    the folder again). Made by `DataFolder.split`."""
+
+    folder: str  # the resolution folder, for messages
+    name: str  # "train", "val" or "test"
+    resolution: int
+    encoding: str
+    keep: tuple[int, ...]  # the manifest's label of each label this split gives
+    label_map: tuple[int, ...] | None  # manifest label -> label (-1: left out); None when every class is kept
+    count: int  # examples of the kept classes
+    paths: tuple[str, ...]  # the shards, in order, each checked to exist with its recorded size
+    shard_counts: tuple[int, ...]  # examples in each shard (every class)
+    sha256: tuple[str, ...]  # each shard's digest, to name a corrupt one
+    mean: tuple[float, ...]  # the train split's per-channel statistics (0..255)
+    std: tuple[float, ...]
+    classes: tuple[dict, ...]  # {wnid, words} of each label this split gives
+    fits_in_ram: bool  # the whole split decoded takes at most a quarter of this machine's memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +98,17 @@ class DataFolder:
     @property
     def std(self) -> list[float]:
         return self.manifest["std"]
+
+    def split(self, name: str, classes=None) -> Split:
+        """Everything about one split, with a class subset (None, N or wnids; see `subset`) applied,
+        asked of the manifest and the files once: a missing split, class, count or shard is named here."""
+        subset = self.subset(classes)
+        shards = self.shards(name)
+        return Split(self.folder, name, self.resolution, self.encoding, subset.keep,
+                     None if subset.is_all else tuple(subset.label_map()), self.count(name, subset),
+                     tuple(self.shard_paths(name)), tuple(s["num_examples"] for s in shards),
+                     tuple(s["sha256"] for s in shards), tuple(self.mean), tuple(self.std),
+                     tuple(self.classes[i] for i in subset.keep), self.fits_in_ram(name))
 
     def shards(self, split: str) -> list[dict]:
         """The manifest's entries of a split's shards (file, num_examples, bytes, sha256, ...)."""
@@ -133,34 +171,58 @@ class DataFolder:
             return False
         return self.decoded_bytes(split) <= total // 4
 
-    @contextlib.contextmanager
     def naming_corrupt_shards(self, splits=("train", "val")):
-        """Turn tf.data's anonymous 'corrupted record at 3204' into a UserError naming the shard.
+        """`naming_corrupt_shards` over this folder's `splits` (those it has), yielding the folder:
+        for a tool that reads the folder without a `Split` of its own."""
+        def shards():
+            return [(files.join(self.folder, shard["file"]), shard["sha256"])
+                    for split in splits if split in self.manifest["splits"] for shard in self.shards(split)]
+        return _naming_corrupt_shards(self.folder, shards, self)
 
-        TFRecordDataset does not say which file failed, so on such an error the shards are checked
-        against the manifest's sha256 (seconds, even for 64 px train) to name the culprit.
-        """
-        import tensorflow as tf
 
-        try:
-            yield self
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-            text = str(error).lower()
-            counted = re.search(r"\[([^\]]*: the records hold another number of examples than the manifest says "
-                                r"\(\d+\))\]", str(error))
-            if counted:  # pipeline.read.whole counted them: the manifest and the files disagree
-                raise UserError(f"{counted.group(1)}; re-run tools.convert or copy the folder again") from None
-            if isinstance(error, tf.errors.InvalidArgumentError) and "record" not in text and "reshape" not in text:
-                raise
-            bad = [files.join(self.folder, shard["file"])
-                   for split in splits if split in self.manifest["splits"] for shard in self.shards(split)
-                   if files.sha256_of(files.join(self.folder, shard["file"])) != shard["sha256"]]
-            found = re.search(r"(corrupted|truncated) record at \d+", str(error))
-            first_line = found.group(0) if found else type(error).__name__
-            if bad:
-                raise UserError(f"{bad[0]}: corrupt shard ({first_line}); re-run tools.convert to rewrite it"
-                                + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")) from None
-            raise UserError(f"{self.folder}: unreadable records ({first_line})") from None
+def naming_corrupt_shards(*splits: Split):
+    """Turn tf.data's anonymous 'corrupted record at 3204' into a UserError naming the shard.
+
+    TFRecordDataset does not say which file failed, so on such an error the shards of `splits`
+    are checked against the manifest's sha256 (seconds, even for 64 px train) to name the culprit.
+    """
+    def shards():
+        return list(dict.fromkeys((path, digest) for split in splits
+                                  for path, digest in zip(split.paths, split.sha256)))
+    return _naming_corrupt_shards(splits[0].folder, shards, splits)
+
+
+@contextlib.contextmanager
+def _naming_corrupt_shards(folder: str, shards, value):
+    """The error turned into one line; `shards()` gives the (path, sha256) pairs to check."""
+    import tensorflow as tf
+
+    try:
+        yield value
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        text = str(error).lower()
+        counted = re.search(r"\[([^\]]*: the records hold another number of examples than the manifest says "
+                            r"\(\d+\))\]", str(error))
+        if counted:  # pipeline.read.whole counted them: the manifest and the files disagree
+            raise UserError(f"{counted.group(1)}; re-run tools.convert or copy the folder again") from None
+        if isinstance(error, tf.errors.InvalidArgumentError) and "record" not in text and "reshape" not in text:
+            raise
+        bad = [path for path, digest in shards() if files.sha256_of(path) != digest]
+        found = re.search(r"(corrupted|truncated) record at \d+", str(error))
+        first_line = found.group(0) if found else type(error).__name__
+        if bad:
+            raise UserError(f"{bad[0]}: corrupt shard ({first_line}); re-run tools.convert to rewrite it"
+                            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")) from None
+        raise UserError(f"{folder}: unreadable records ({first_line})") from None
+
+
+def open_all(path: str, resolutions) -> dict[int, DataFolder]:
+    """The folders of every resolution a run reads, checked to list one class list between them."""
+    folders = {r: DataFolder.open(path, r) for r in resolutions}
+    different = differing_classes(list(folders.values()))
+    if different:
+        raise UserError(different)
+    return folders
 
 
 def differing_classes(folders: list[DataFolder]) -> str | None:

@@ -6,7 +6,8 @@
     evaluation: read in file order -> batch -> parse and decode the batch
     -> augment (XLA-compiled: the warp, then the rest; pipeline/finish.py) -> prefetch
 
-configured by one typed `InputSpec` (pipeline/input_spec.py). Parsing (in chunks) and augmenting
+of one `Split` (pipeline/data_folder.py: the split, its class subset, counts and shards, resolved
+once), configured by one typed `InputSpec` (pipeline/input_spec.py). Parsing (in chunks) and augmenting
 whole batches costs one kernel launch per batch instead of one per image. Training data is built
 epoch by epoch (`Dataset.range(first_epoch, ...).flat_map(...)`) with every random choice seeded
 from (seed, epoch, input pipeline, batch): the data of epoch 37 is the same whether a run got there
@@ -22,7 +23,7 @@ import tensorflow as tf
 
 from common.errors import UserError
 from pipeline import epoch_order, read
-from pipeline.data_folder import ClassSubset, DataFolder
+from pipeline.data_folder import Split
 from pipeline.finish import batch_finisher
 from pipeline.hard_examples import hard_indices, per_batch
 from pipeline.input_spec import InputSpec, Training
@@ -40,14 +41,13 @@ class SplitInfo:
     num_classes: int
     mean: list[float]
     std: list[float]
-    classes: list[dict]  # {wnid, words} of each label, in label order
-    folder: DataFolder
+    classes: tuple[dict, ...]  # {wnid, words} of each label, in label order
 
 
-def training_steps(folder: DataFolder, batch_size: int, classes=None) -> int:
+def training_steps(split: Split, batch_size: int) -> int:
     """Steps of a training epoch at a global batch size: whole batches of the kept examples, as
     one pipeline lays them out (`_layout`, which also holds the one "at least one batch" check)."""
-    return _layout(folder, InputSpec("train", batch_size, classes=classes, training=Training()), None).steps
+    return _layout(split, InputSpec(batch_size, training=Training()), None).steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +55,6 @@ class _Layout:
     """How one input pipeline's share divides into batches and steps."""
 
     share: read.Share
-    subset: ClassSubset
     num_examples: int
     batch_size: int  # per replica
     replicas: int  # replicas this pipeline feeds, one batch each per step
@@ -66,58 +65,56 @@ class _Layout:
         return self.steps * self.replicas
 
 
-def _layout(folder: DataFolder, spec: InputSpec, context: tf.distribute.InputContext | None) -> _Layout:
+def _layout(split: Split, spec: InputSpec, context: tf.distribute.InputContext | None) -> _Layout:
     share, batch_size, replicas = read.Share(), spec.batch_size, 1
     if context is not None:
         share = read.Share(context.num_input_pipelines, context.input_pipeline_id)
         batch_size = context.get_per_replica_batch_size(spec.batch_size)
         # One pipeline feeds all replicas of its worker, one batch each per step, round-robin.
         replicas = max(1, context.num_replicas_in_sync // share.pipelines)
-    subset = folder.subset(spec.classes)
-    if share.pipelines > 1 and not subset.is_all:
+    if share.pipelines > 1 and split.label_map is not None:
         # whole shards per pipeline hold unknown shares of the subset, and every n-th record of a
         # filtered stream too: the manifest cannot say how many each pipeline gets
         raise UserError("classes subsets with several input pipelines: shard the records per class first")
-    count = read.share_count(folder, spec.split, share, subset)
+    count = read.share_count(split, share)
     if batch_size < 1:
         raise UserError(f"batch size {spec.batch_size} is smaller than the number of replicas")
     if spec.is_training:
         if count < batch_size:
-            raise UserError(f"{spec.split} at {folder.resolution}px: {count} examples, fewer than one batch of "
+            raise UserError(f"{split.name} at {split.resolution}px: {count} examples, fewer than one batch of "
                             f"{batch_size}")
         steps = spec.training.steps_per_epoch or count // (batch_size * replicas)
-        return _Layout(share, subset, count, batch_size, replicas, steps)
+        return _Layout(share, count, batch_size, replicas, steps)
     if spec.evaluation.same_batches:
-        most = max(read.share_count(folder, spec.split, read.Share(share.pipelines, i), subset)
-                   for i in range(share.pipelines))
-        return _Layout(share, subset, count, batch_size, 1, max(1, -(-most // batch_size)))
+        most = max(read.share_count(split, read.Share(share.pipelines, i)) for i in range(share.pipelines))
+        return _Layout(share, count, batch_size, 1, max(1, -(-most // batch_size)))
     batch_size = _even_eval_batch(count, batch_size, replicas)
     pad_to = spec.evaluation.pad_to
     if pad_to > 1:
         batch_size = max(pad_to, batch_size // pad_to * pad_to)
-    return _Layout(share, subset, count, batch_size, 1, -(-count // batch_size))
+    return _Layout(share, count, batch_size, 1, -(-count // batch_size))
 
 
-def build(folder: DataFolder, spec: InputSpec,
+def build(split: Split, spec: InputSpec,
           input_context: tf.distribute.InputContext | None = None) -> tuple[tf.data.Dataset, SplitInfo]:
-    """The dataset of one split and what the trainer needs to know about it.
+    """The dataset of one split (`DataFolder.split`) and what the trainer needs to know about it.
 
     Images come out uint8 [B, res, res, 3] (the model normalises them), or normalised float32 with
     `spec.normalised`; labels are one-hot (soft after mixup/cutmix) float32. With an
     `input_context` each input pipeline gets its own shards (or every n-th record when there are
     fewer shards than pipelines) and the per-replica batch.
     """
-    layout = _layout(folder, spec, input_context)
-    records = read.in_order(folder, spec.split, layout.share, layout.subset)
-    finish = batch_finisher(folder, spec, layout.subset, layout.batch_size)
-    info = SplitInfo(layout.num_examples, layout.batch_size, layout.steps, len(layout.subset.keep), folder.mean,
-                     folder.std, [folder.classes[i] for i in layout.subset.keep], folder)
+    layout = _layout(split, spec, input_context)
+    records = read.in_order(split, layout.share)
+    finish = batch_finisher(split, spec, layout.batch_size)
+    info = SplitInfo(layout.num_examples, layout.batch_size, layout.steps, len(split.keep), list(split.mean),
+                     list(split.std), split.classes)
     if spec.is_training:
-        batches = _training_batches(records, folder, spec, layout).map(
+        batches = _training_batches(records, split, spec, layout).map(
             finish, num_parallel_calls=AUTOTUNE, deterministic=True)
     else:
         batches = _evaluation_batches(records.cache() if spec.cache else records, spec, layout).map(
-            lambda seed, serialized: finish(seed, read.decode(folder, serialized)),
+            lambda seed, serialized: finish(seed, read.decode(serialized, split.encoding, split.resolution)),
             num_parallel_calls=AUTOTUNE, deterministic=True)
     return batches.prefetch(AUTOTUNE), info
 
@@ -134,12 +131,12 @@ def _evaluation_batches(records: tf.data.Dataset, spec: InputSpec, layout: _Layo
     return batches.enumerate().map(lambda i, serialized: (tf.stack([tf.constant(0, tf.int64), i]), serialized))
 
 
-def _training_batches(records: tf.data.Dataset, folder: DataFolder, spec: InputSpec,
+def _training_batches(records: tf.data.Dataset, split: Split, spec: InputSpec,
                       layout: _Layout) -> tf.data.Dataset:
     """(seed, decoded batch) of every epoch asked for, epochs in turn. This pipeline's records are
     held decoded (read once per epoch, or once per run with the cache); each batch is a gather of
     the indices its epoch's order gives (pipeline/epoch_order.py)."""
-    whole = read.whole(folder, records, layout.num_examples)
+    whole = read.whole(split, records, layout.num_examples)
     if spec.cache:
         whole = whole.cache()
     training = spec.training
@@ -147,7 +144,7 @@ def _training_batches(records: tf.data.Dataset, folder: DataFolder, spec: InputS
     hard_slots = per_batch(training.hard_fraction, layout.batch_size) if hard is not None else 0
     pipeline = layout.share.index
 
-    def one_epoch(epoch, split):
+    def one_epoch(epoch, records_in_ram):
         """This epoch's batches, in an order that depends only on (seed, epoch, input pipeline)."""
         indices = epoch_order.batch_indices(
             layout.num_examples, layout.batch_size, layout.batches_per_epoch,
@@ -157,15 +154,15 @@ def _training_batches(records: tf.data.Dataset, folder: DataFolder, spec: InputS
         augment_key = epoch_order.key(training.seed, epoch_order.AUGMENT, epoch, pipeline)
         return tf.data.Dataset.from_tensor_slices(indices).enumerate().map(
             lambda i, batch: (tf.random.experimental.stateless_fold_in(augment_key, i, alg="philox"),
-                              {name: tf.gather(value, batch) for name, value in split.items()}))
+                              {name: tf.gather(value, batch) for name, value in records_in_ram.items()}))
 
     last = training.first_epoch + training.epochs if training.epochs is not None else epoch_order.ENDLESS
     # One element per epoch: its number and the records. From the files, the next epoch's records
     # are read while this one is emitted (prefetch), so no epoch waits for a whole read; at most
     # two copies of the records are then alive.
-    splits = tf.data.Dataset.range(training.first_epoch, last).flat_map(
-        lambda epoch: whole.map(lambda split: (epoch, split)))
-    return splits.prefetch(1).flat_map(one_epoch)
+    epochs = tf.data.Dataset.range(training.first_epoch, last).flat_map(
+        lambda epoch: whole.map(lambda in_ram: (epoch, in_ram)))
+    return epochs.prefetch(1).flat_map(one_epoch)
 
 
 def _even_eval_batch(count: int, batch_size: int, replicas: int) -> int:

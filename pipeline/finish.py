@@ -14,7 +14,7 @@ import functools
 import tensorflow as tf
 
 from pipeline.augment import Policy
-from pipeline.data_folder import ClassSubset, DataFolder
+from pipeline.data_folder import Split
 from pipeline.input_spec import InputSpec
 
 
@@ -73,19 +73,19 @@ def resized(images, size: int):
     return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
 
 
-def batch_finisher(folder: DataFolder, spec: InputSpec, subset: ClassSubset, batch_size: int = 0):
+def batch_finisher(split: Split, spec: InputSpec, batch_size: int = 0):
     """`(seed, decoded batch) -> outputs` for `spec`: (images, labels),
     plus the filenames with `with_filenames`, the boxes with `with_boxes` (training), or sample
     weights for padded evaluation batches.
     With `spec.resize_to` (other than the records' resolution) the decoded images are resized
     first, in the graph, so that augmentation and the model see the new size."""
     steps = spec.training.policy if spec.is_training else ()
-    mean_std = (tuple(folder.mean), tuple(folder.std)) if spec.normalised else None
-    finish = _compiled(steps, len(subset.keep), mean_std, spec.jit)
-    label_map = None if subset.is_all else tf.constant(subset.label_map(), tf.int64)
+    mean_std = (split.mean, split.std) if spec.normalised else None
+    finish = _compiled(steps, len(split.keep), mean_std, spec.jit)
+    label_map = None if split.label_map is None else tf.constant(split.label_map, tf.int64)
     pad_to = 1 if spec.is_training else spec.evaluation.pad_to
     fill_to = batch_size if spec.evaluation.same_batches and not spec.is_training else 0
-    resize_to = spec.resize_to if spec.resize_to and spec.resize_to != folder.resolution else None
+    resize_to = spec.resize_to if spec.resize_to and spec.resize_to != split.resolution else None
 
     def batch_fn(seed, parsed):
         labels = parsed["label"] if label_map is None else tf.gather(label_map, parsed["label"])

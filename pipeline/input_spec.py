@@ -1,12 +1,12 @@
-"""What to read from a converted folder and how: the one typed description that the dataset
-(pipeline/dataset.py) builds from and the finishing stage (pipeline/finish.py) reads. A module of
-its own so that both can import it: the dataset imports the finishing stage.
+"""How to read a split (`pipeline.data_folder.Split`: what to read, resolved once): the one typed
+description that the dataset (pipeline/dataset.py) builds from and the finishing stage
+(pipeline/finish.py) reads. A module of its own so that both can import it: the dataset imports
+the finishing stage.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 
 from pipeline import policy as policies
 
@@ -48,7 +48,7 @@ class Evaluation:
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
-    """What to read from a folder and how; `build` takes the folder and this.
+    """How to read a split; `dataset.build` takes the split and this.
 
     The options every input shares, then `training` (a `Training`: augmented epochs in a fresh
     order) or, without it, `evaluation` (an `Evaluation`: one pass in file order, every example,
@@ -57,10 +57,8 @@ class InputSpec:
     in file order: what tools.analyze reads).
     """
 
-    split: str = "train"
     batch_size: int = 64
-    # what to read: None all classes, N the first N, or a list of wnids; keep the records in RAM
-    classes: typing.Any = None
+    # keep the records in RAM (read once per run instead of once per epoch)
     cache: bool = False
     # output: normalised float32 images instead of uint8; the filenames as a third element
     normalised: bool = False

@@ -25,9 +25,8 @@ def measure(data: str, resolution: int, batch_size: int = 256, cache: bool = Fal
 
     start = time.monotonic()
     with DataFolder.open(data, resolution).naming_corrupt_shards(("train",)) as folder:
-        spec = dataset.InputSpec("train", batch_size, cache=cache, with_filenames=True,
-                                 training=Training(seed=seed, epochs=2))
-        ds, info = dataset.build(folder, spec)
+        spec = dataset.InputSpec(batch_size, cache=cache, with_filenames=True, training=Training(seed=seed, epochs=2))
+        ds, info = dataset.build(folder.split("train"), spec)
         names = np.concatenate([batch[2].numpy() for batch in ds])
     per_epoch = info.steps_per_epoch * info.batch_size
     result = epoch_order.order_statistics(names[:per_epoch], names[per_epoch:], batch_size)

@@ -29,7 +29,7 @@ def grid_rows(folder: DataFolder, names: list[str], columns: int, seed: int,
     from pipeline import augment, read
     from pipeline import policy as policies
 
-    first = next(iter(read.batches(folder, "train", columns)))
+    first = next(iter(read.batches(folder.split("train"), columns)))
     images = first["image"]
     labels = tf.one_hot(first["label"], len(folder.classes))
     bbox = first["bbox"]

@@ -13,7 +13,7 @@ import dataclasses
 import tensorflow as tf
 
 from pipeline import records
-from pipeline.data_folder import ClassSubset, DataFolder
+from pipeline.data_folder import Split
 
 AUTOTUNE = tf.data.AUTOTUNE
 MAX_OPEN_SHARDS = 16  # shards read at once: enough to keep a bucket or Drive busy
@@ -31,11 +31,10 @@ class Share:
         return self.pipelines > 1 and shard_count >= self.pipelines
 
 
-def in_order(folder: DataFolder, split: str, share: Share = Share(),
-             subset: ClassSubset | None = None) -> tf.data.Dataset:
+def in_order(split: Split, share: Share = Share()) -> tf.data.Dataset:
     """Serialised records of this pipeline's share of a split, always in the same order; records
-    of classes the subset leaves out are dropped."""
-    paths = folder.shard_paths(split)
+    of classes the split's subset leaves out are dropped."""
+    paths = list(split.paths)
     by_shard = share.by_shard(len(paths))
     if by_shard:
         paths = paths[share.index::share.pipelines]
@@ -44,36 +43,34 @@ def in_order(folder: DataFolder, split: str, share: Share = Share(),
         deterministic=True)
     if share.pipelines > 1 and not by_shard:
         stream = stream.shard(share.pipelines, share.index)
-    if subset is not None and not subset.is_all:
-        keep = tf.constant(subset.keep, tf.int64)
+    if split.label_map is not None:
+        keep = tf.constant(split.keep, tf.int64)
         label_only = {"label": records.FEATURES["label"]}
         stream = stream.filter(lambda r: tf.reduce_any(
             tf.equal(tf.io.parse_single_example(r, label_only)["label"], keep)))
     return stream
 
 
-def share_count(folder: DataFolder, split: str, share: Share, subset: ClassSubset | None = None) -> int:
-    """Examples in this pipeline's share (from the manifest)."""
-    total = folder.count(split, subset)
+def share_count(split: Split, share: Share) -> int:
+    """Examples in this pipeline's share (from the manifest's counts the split holds)."""
     if share.pipelines == 1:
-        return total
-    shards = folder.shards(split)
-    if share.by_shard(len(shards)):
-        return sum(s["num_examples"] for s in shards[share.index::share.pipelines])
-    return len(range(share.index, total, share.pipelines))
+        return split.count
+    if share.by_shard(len(split.paths)):
+        return sum(split.shard_counts[share.index::share.pipelines])
+    return len(range(share.index, split.count, share.pipelines))
 
 
-def decode(folder: DataFolder, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+def decode(serialized: tf.Tensor, encoding: str, resolution: int) -> dict[str, tf.Tensor]:
     """A batch of serialised records -> {image: uint8 [B, res, res, 3], label, bbox, filename}."""
     parsed = records.parse_batch(serialized)
-    parsed["image"] = records.decode_images(parsed["image"], folder.encoding, folder.resolution)
+    parsed["image"] = records.decode_images(parsed["image"], encoding, resolution)
     return parsed
 
 
 CHUNK = 1024  # records parsed together while a whole share is read
 
 
-def whole(folder: DataFolder, records: tf.data.Dataset, count: int) -> tf.data.Dataset:
+def whole(split: Split, records: tf.data.Dataset, count: int) -> tf.data.Dataset:
     """`records` (this pipeline's, in their fixed reading order; `count` of them, from the
     manifest) parsed and decoded as ONE element: {image: uint8 [n, res, res, 3], label, bbox,
     filename}, n >= count, the first `count` rows the records in order (zero rows may follow).
@@ -84,7 +81,7 @@ def whole(folder: DataFolder, records: tf.data.Dataset, count: int) -> tf.data.D
     hold another number of records than its manifest says fails here, naming the count."""
     def chunk(serialized):
         size = tf.shape(serialized, out_type=tf.int64)[0]
-        parsed = decode(folder, serialized)
+        parsed = decode(serialized, split.encoding, split.resolution)
         full = tf.cond(size < CHUNK, lambda: {  # only the last chunk is short: no copy of the others
             name: tf.pad(value, [[0, CHUNK - size]] + [[0, 0]] * (value.shape.rank - 1))
             for name, value in parsed.items()}, lambda: parsed)
@@ -92,7 +89,7 @@ def whole(folder: DataFolder, records: tf.data.Dataset, count: int) -> tf.data.D
 
     def joined(chunks, sizes):
         check = tf.debugging.assert_equal(tf.reduce_sum(sizes), tf.constant(count, tf.int64), message=(
-            f"{folder.folder}: the records hold another number of examples than the manifest says ({count})"))
+            f"{split.folder}: the records hold another number of examples than the manifest says ({count})"))
         with tf.control_dependencies([check]):
             return {name: tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], 0))
                     for name, value in chunks.items()}
@@ -101,10 +98,9 @@ def whole(folder: DataFolder, records: tf.data.Dataset, count: int) -> tf.data.D
             .batch(-(-count // CHUNK) + 1).map(joined).take(1))
 
 
-def batches(folder: DataFolder, split: str, batch_size: int) -> tf.data.Dataset:
+def batches(split: Split, batch_size: int) -> tf.data.Dataset:
     """Decoded batches of a whole split in file order (the last one short): for the statistics,
     the preview and the tests."""
-    stream = in_order(folder, split)
-    return (stream.batch(batch_size)
-            .map(lambda serialized: decode(folder, serialized), num_parallel_calls=AUTOTUNE)
+    return (in_order(split).batch(batch_size)
+            .map(lambda serialized: decode(serialized, split.encoding, split.resolution), num_parallel_calls=AUTOTUNE)
             .prefetch(AUTOTUNE))

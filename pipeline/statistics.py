@@ -25,7 +25,7 @@ def compute(folder: DataFolder) -> dict:
     histogram = np.zeros((3, 256), np.int64)
     pixels = 0
     labels, areas = [], []
-    for batch in read.batches(folder, "train", 2048):
+    for batch in read.batches(folder.split("train"), 2048):
         images = batch["image"].numpy()
         flat = images.reshape(-1, 3).astype(np.float64)
         total += flat.sum(0)

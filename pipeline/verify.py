@@ -38,7 +38,7 @@ def check_shard(folder: DataFolder, path: str, expected: dict) -> str | None:
     count = 0
     try:
         for batch in tf.data.TFRecordDataset(path).batch(512):
-            read.decode(folder, batch)
+            read.decode(batch, folder.encoding, folder.resolution)
             count += int(tf.shape(batch)[0])
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
         return f"unreadable record ({error.message.splitlines()[0][:120]})"

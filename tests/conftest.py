@@ -104,7 +104,8 @@ def large_split(tmp_path_factory):
 
 def input_spec(split: str, batch_size: int, training: bool | None = None, **options):
     """An InputSpec from flat keywords, each put where it belongs (the shared options, `Training`'s
-    or `Evaluation`'s); training unless `training=False` or the split is not "train"."""
+    or `Evaluation`'s); training unless `training=False` or the split is not "train" (the split
+    itself is the `Split` the spec is built with: `build_split`)."""
     import dataclasses
 
     from pipeline.input_spec import Evaluation, InputSpec, Training
@@ -116,18 +117,19 @@ def input_spec(split: str, batch_size: int, training: bool | None = None, **opti
     is_training = split == "train" if training is None else training
     train, evaluate = taken(Training), taken(Evaluation)
     if is_training:
-        return InputSpec(split, batch_size, training=Training(**train), **options)
+        return InputSpec(batch_size, training=Training(**train), **options)
     assert not train, f"training options for an evaluation input: {train}"
-    return InputSpec(split, batch_size, evaluation=Evaluation(**evaluate), **options)
+    return InputSpec(batch_size, evaluation=Evaluation(**evaluate), **options)
 
 
-def build_split(data: str, split: str, resolution: int, batch_size: int, input_context=None, **spec):
-    """dataset.build on a folder path: the folder opened at `resolution`, the rest an InputSpec
-    (`input_spec`)."""
+def build_split(data: str, split: str, resolution: int, batch_size: int, input_context=None, classes=None, **spec):
+    """dataset.build on a folder path: the folder opened at `resolution`, its `split` with
+    `classes`, the rest an InputSpec (`input_spec`)."""
     from pipeline import dataset
     from pipeline.data_folder import DataFolder
 
-    return dataset.build(DataFolder.open(data, resolution), input_spec(split, batch_size, **spec), input_context)
+    return dataset.build(DataFolder.open(data, resolution).split(split, classes), input_spec(split, batch_size, **spec),
+                         input_context)
 
 
 def top_k_by_sorting(probabilities, labels, k: int = 5) -> float:

@@ -172,8 +172,8 @@ import resource, sys
 from pipeline import dataset, epoch_order
 from pipeline.data_folder import DataFolder
 from pipeline.input_spec import Training
-ds, _ = dataset.build(DataFolder.open(sys.argv[1], 32),
-                      dataset.InputSpec("train", 256, training=Training(epochs=int(sys.argv[2]))))
+ds, _ = dataset.build(DataFolder.open(sys.argv[1], 32).split("train"),
+                      dataset.InputSpec(256, training=Training(epochs=int(sys.argv[2]))))
 iterator = iter(ds)
 for _ in range(40):
     next(iterator)
@@ -215,13 +215,13 @@ def test_jax_processes_read_disjoint_shares_that_cover_each_epoch(large_split):
     from pipeline.data_folder import DataFolder
     from training.strategy import Runtime
 
-    folder = DataFolder.open(large_split, 8)
-    steps = dataset.training_steps(folder, BATCH)
-    spec = dataset.InputSpec("train", BATCH, with_filenames=True, training=Training(epochs=2, steps_per_epoch=steps))
+    train = DataFolder.open(large_split, 8).split("train")
+    steps = dataset.training_steps(train, BATCH)
+    spec = dataset.InputSpec(BATCH, with_filenames=True, training=Training(epochs=2, steps_per_epoch=steps))
     shares = []
     for index in (0, 1):
         runtime = Runtime("jax", "cpu", 4, ["cpu:0", "cpu:1", "cpu:2", "cpu:3"], "", worker_index=index, processes=2)
-        ds = runtime.distribute(lambda context: dataset.build(folder, spec, context)[0])
+        ds = runtime.distribute(lambda context: dataset.build(train, spec, context)[0])
         batches = [batch[2].numpy() for batch in ds]
         assert [len(b) for b in batches] == [BATCH // 2] * (2 * 80)
         names = np.concatenate(batches).astype(int)
@@ -255,7 +255,7 @@ def test_records_that_disagree_with_the_manifest_count_are_named(tmp_path):
         with DataFolder.open(data, 8).naming_corrupt_shards() as folder:
             from pipeline import dataset
 
-            ds, _ = dataset.build(folder, dataset.InputSpec("train", 64, training=Training(epochs=1)))
+            ds, _ = dataset.build(folder.split("train"), dataset.InputSpec(64, training=Training(epochs=1)))
             next(iter(ds))
 
 

@@ -89,7 +89,7 @@ def test_the_mirror_layer_reverses_the_width_axis():
 def reference(net, data: str, resolution: int):
     """Plain and flip-averaged top-1/top-5 of the whole val split, computed here with numpy."""
     folder = DataFolder.open(data, resolution)
-    parsed = [batch for batch in read.batches(folder, "val", 1000)]
+    parsed = [batch for batch in read.batches(folder.split("val"), 1000)]
     images = np.concatenate([b["image"].numpy() for b in parsed])
     labels = np.concatenate([b["label"].numpy() for b in parsed])
     plain = np.asarray(net.predict(images, verbose=0))
@@ -158,7 +158,7 @@ def test_resized_evaluation_batches_equal_an_antialiased_resize_of_the_records(c
     assert analysis.nearest_resolution(resolutions_in(data), 56) == 64
     resized, info = build_split(data, "val", 64, 8, resize_to=56)
     got = np.concatenate([images.numpy() for images, _ in resized])
-    records = np.concatenate([b["image"].numpy() for b in read.batches(DataFolder.open(data, 64), "val", 8)])
+    records = np.concatenate([b["image"].numpy() for b in read.batches(DataFolder.open(data, 64).split("val"), 8)])
     scaled = tf.image.resize(records, [56, 56], method="bilinear", antialias=True).numpy()
     expected = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
     assert got.dtype == np.uint8 and got.shape == (30, 56, 56, 3) and info.num_examples == 30

@@ -117,8 +117,8 @@ def test_two_replica_mirrored_strategy_on_logical_cpus(converted):
         from pipeline.input_spec import Training
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         def make(context):
-            spec = dataset.InputSpec("train", 16, with_filenames=True, training=Training(policy="default", epochs=1))
-            return dataset.build(DataFolder.open({converted[0]!r}, 32), spec, context)[0]
+            spec = dataset.InputSpec(16, with_filenames=True, training=Training(policy="default", epochs=1))
+            return dataset.build(DataFolder.open({converted[0]!r}, 32).split("train"), spec, context)[0]
         ds = strategy.distribute_datasets_from_function(make)
         seen = []
         for images, labels, names in ds:

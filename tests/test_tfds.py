@@ -27,7 +27,7 @@ def tfds():
 def ours(data: str, resolution: int, split: str) -> dict[str, tuple]:
     """filename -> (image, label, bbox) as the project's read stage decodes them."""
     rows = {}
-    for batch in read.batches(DataFolder.open(data, resolution), split, 4096):
+    for batch in read.batches(DataFolder.open(data, resolution).split(split), 4096):
         for image, label, bbox, name in zip(batch["image"].numpy(), batch["label"].numpy(), batch["bbox"].numpy(),
                                             batch["filename"].numpy()):
             rows[name.decode()] = (image, int(label), bbox)

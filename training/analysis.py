@@ -89,8 +89,8 @@ def predict(net, folder, split: str, batch_size: int, classes, resize_to: int | 
     given); with `mirror` also on each batch mirrored left-right, averaged with the plain ones."""
     from pipeline import dataset
 
-    spec = dataset.InputSpec(split, batch_size, classes=classes, with_filenames=True, resize_to=resize_to)
-    source, info = dataset.build(folder, spec)
+    spec = dataset.InputSpec(batch_size, with_filenames=True, resize_to=resize_to)
+    source, info = dataset.build(folder.split(split, classes), spec)
     probabilities, tta, labels, names, images = [], [], [], [], []
     for batch_images, batch_labels, batch_names in source:
         batch = batch_images.numpy()

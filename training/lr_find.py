@@ -85,8 +85,8 @@ def _sweep(folder, model_name: str, sweep: Sweep) -> tuple[list[float], list[flo
 
     batch_size, policy, seed, classes = sweep.batch_size, sweep.policy, sweep.seed, sweep.classes
     keras.utils.set_random_seed(seed)
-    train, info = dataset.build(folder, dataset.InputSpec("train", batch_size, classes=classes,
-                                                          training=Training(policy=policy, seed=seed)))
+    train, info = dataset.build(folder.split("train", classes),
+                                dataset.InputSpec(batch_size, training=Training(policy=policy, seed=seed)))
     net = model.build(model_name, info.num_classes, mean=info.mean, std=info.std)
     schedule = ExponentialRamp(sweep.start_lr, sweep.end_lr, sweep.steps)
     net.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),

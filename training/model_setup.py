@@ -7,7 +7,7 @@ import keras
 
 from common.errors import UserError
 from model import custom, rules
-from pipeline.data_folder import DataFolder
+from pipeline.data_folder import Split
 from training.config import Config
 from training.device_augment import augment_in_train_step, build_from_a_plain_batch
 from training.schedules import StagedCyclicalLearningRate
@@ -55,14 +55,14 @@ def schedule_for(config: Config, stages) -> StagedCyclicalLearningRate:
         config.schedule.gamma)
 
 
-def build_model(config: Config, runtime: Runtime, folder: DataFolder, num_classes: int, schedule, log=print,
+def build_model(config: Config, runtime: Runtime, train: Split, num_classes: int, schedule, log=print,
                 model_file: str | None = None):
-    """The compiled model, its optimizer built, normalising inputs with the folder's mean and std, and
+    """The compiled model, its optimizer built, normalising inputs with the train split's mean and std, and
     the course rules it breaks (refused unless `rules = "experiment"`). `model_file`: the run
     directory's copy of a student's model file, used when its own path is gone."""
     keras.mixed_precision.set_global_policy(runtime.mixed_precision)
     with runtime.scope():
-        net = custom.build_any(config.model, num_classes, folder.mean, folder.std, fallback_file=model_file)
+        net = custom.build_any(config.model, num_classes, list(train.mean), list(train.std), fallback_file=model_file)
         if custom.kind_of(config.model) == "file":
             custom.check_resolutions(net, config.resolutions, config.model)
         if hasattr(net, "output_kind"):

@@ -1,5 +1,6 @@
 """A run prepared in one step every process takes together: the records staged to local disk
-(`--stage-data`), the data folders opened and checked, the plan of its stages, the run directory
+(`--stage-data`), the data folders opened and checked, every split the run reads asked of them
+once (`DataFolder.split`: class subset, counts, shards), the plan of its stages, the run directory
 locked and its checkpoint read; and, in the same collective (`Runtime.together`), what every
 process must share compared: the command line's (`expected`: the config, the process count) and
 the checkpoint position. The trainer is handed what was found (`Prepared`) and builds, fits and
@@ -17,8 +18,8 @@ from __future__ import annotations
 import dataclasses
 
 from common.errors import UserError
-from pipeline import dataset
-from pipeline.data_folder import DataFolder, differing_classes
+from pipeline import data_folder, dataset
+from pipeline.data_folder import DataFolder, Split
 from training import resume
 from training.config import Config
 from training.run_dir import RunDir, TrainingState
@@ -32,8 +33,13 @@ POSITION = {"epoch": "the checkpoint in --run-dir (use one folder every host see
 
 @dataclasses.dataclass(frozen=True)
 class StagePlan:
+    """One stage of a run: the splits it reads, its batch, its epochs and steps, and whether its
+    training records are kept in RAM (`runtime.cache`; "auto": when the split fits)."""
+
     index: int
-    folder: DataFolder
+    train: Split
+    val: Split
+    cache: bool
     batch_size: int
     first_epoch: int
     epochs: int
@@ -42,25 +48,36 @@ class StagePlan:
 
     @property
     def resolution(self) -> int:
-        return self.folder.resolution
+        return self.train.resolution
 
     @property
     def last_epoch(self) -> int:
         return self.first_epoch + self.epochs
 
 
-def plan(config: Config, folders: dict[int, DataFolder]) -> list[StagePlan]:
+def splits_read(config: Config, folders: dict[int, DataFolder]) -> dict[tuple[int, str], Split]:
+    """Every split the run reads, asked of its folder once: each stage's train and val, and val at
+    the final evaluation's resolution; a missing split, class or shard is named before epoch 1."""
+    wanted = {(s.resolution, name) for s in config.stages for name in ("train", "val")}
+    wanted.add((config.evaluation_resolution, "val"))
+    return {(resolution, name): folders[resolution].split(name, config.classes or None)
+            for resolution, name in sorted(wanted)}
+
+
+def plan(config: Config, splits: dict[tuple[int, str], Split]) -> list[StagePlan]:
     """Stage boundaries in epochs and steps, from the pipeline's count of training steps."""
     stages, epoch, step = [], 0, 0
     for index, stage in enumerate(config.stages):
-        folder = folders[stage.resolution]
+        train = splits[stage.resolution, "train"]
         try:
-            steps = dataset.training_steps(folder, stage.batch_size, config.classes or None)
+            steps = dataset.training_steps(train, stage.batch_size)
         except UserError as error:  # the pipeline's own check, told which stage of which config
             raise UserError(f"{config.source}: stages[{index}].batch_size = {stage.batch_size}: {error}") from None
         if config.runtime.steps_per_epoch:  # a quick check: a few steps of every stage
             steps = min(steps, config.runtime.steps_per_epoch)
-        stages.append(StagePlan(index, folder, stage.batch_size, epoch, stage.epochs, steps, step))
+        cache = {"auto": train.fits_in_ram, "true": True, "false": False}[config.runtime.cache]
+        stages.append(StagePlan(index, train, splits[stage.resolution, "val"], cache, stage.batch_size, epoch,
+                                stage.epochs, steps, step))
         epoch += stage.epochs
         step += stage.epochs * steps
     return stages
@@ -69,12 +86,14 @@ def plan(config: Config, folders: dict[int, DataFolder]) -> list[StagePlan]:
 @dataclasses.dataclass
 class Prepared:
     """What the preparation found: every folder the run reads (its manifest loaded and checked),
-    the stages' plan, the run directory's lock (held by the process that writes it; None in the
+    the stages' plan (with the splits each reads), the split of the final evaluation, the run
+    directory's lock (held by the process that writes it; None in the
     others) and its checkpoint's state with the accepted config changes (`resume.check`)."""
 
     run: RunDir  # where this process reads and writes (a TensorFlow worker other than the chief: its own folder)
     folders: dict[int, DataFolder]
     stages: list[StagePlan]
+    final: Split  # val at the final evaluation's resolution
     num_classes: int
     lock: RunLock | None
     saved: TrainingState | None
@@ -94,15 +113,6 @@ class Prepared:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def open_folders(config: Config, data_dir: str) -> dict[int, DataFolder]:
-    """Every resolution the run reads, with one class list between them."""
-    folders = {r: DataFolder.open(data_dir, r) for r in config.resolutions}
-    different = differing_classes(list(folders.values()))
-    if different:
-        raise UserError(different)
-    return folders
 
 
 def run_dir_of(run_dir: str, runtime: Runtime) -> RunDir:
@@ -127,9 +137,10 @@ def prepare(config: Config, data_dir: str, run_dir: str, runtime: Runtime, stage
                 raise UserError(f"{config.source}: stages[{index}].batch_size = {stage_config.batch_size} does not "
                                 f"divide evenly over {runtime.replicas} replicas; use a multiple of {runtime.replicas}")
         data = stage(data_dir, stage_to, config.resolutions, log=log) if stage_to else data_dir
-        folders = open_folders(config, data)
-        stages = plan(config, folders)
-        num_classes = len(stages[-1].folder.subset(config.classes or None).keep)
+        folders = data_folder.open_all(data, config.resolutions)
+        splits = splits_read(config, folders)
+        stages = plan(config, splits)
+        final = splits[config.evaluation_resolution, "val"]
         # One train.py per run directory: the process that writes it holds the lock for all.
         lock = RunLock(run.make().path).acquire() if writes else None
         try:
@@ -138,7 +149,7 @@ def prepare(config: Config, data_dir: str, run_dir: str, runtime: Runtime, stage
             if lock is not None:
                 lock.release()
             raise
-        return Prepared(run, folders, stages, num_classes, lock, saved, changes)
+        return Prepared(run, folders, stages, final, len(final.keep), lock, saved, changes)
 
     # The checkpoint position is compared before the checkpoint is loaded: loading is a collective too.
     what = "preparing the run (" + ("--stage-data, " if stage_to else "") + "--data, --run-dir)"

@@ -17,6 +17,7 @@ import time
 from common import files
 from model import custom
 from pipeline import dataset, wait_meter
+from pipeline.data_folder import naming_corrupt_shards
 from pipeline.input_spec import Evaluation, InputSpec, Training
 from training import callbacks, evaluation, model_setup, resume
 from training.config import Config
@@ -40,7 +41,6 @@ class Trainer:
         self.input_wait = None if config.runtime.deterministic else wait_meter.WaitMeter()
         # one for the whole run (not one a stage): its advice is given once a run
         self._input_wait_logs = callbacks.InputWait(self.input_wait, self.log) if self.input_wait else None
-        self.final_resolution = config.evaluation_resolution
 
     @property
     def _pad_to(self) -> int:
@@ -50,33 +50,31 @@ class Trainer:
     def _evaluation_spec(self, batch_size: int) -> InputSpec:
         """Every example once, in file order. JAX over several processes needs batches of one shape
         and as many in every process: each pads its share to whole batches with weight-0 rows."""
-        return InputSpec("val", batch_size, classes=self.config.classes or None, cache=False,
+        return InputSpec(batch_size, cache=False,
                          evaluation=Evaluation(pad_to=self._pad_to, same_batches=self.runtime.processes > 1))
 
     def _specs(self, stage: StagePlan, first_epoch: int) -> tuple[InputSpec, InputSpec]:
         config = self.config
-        cache = {"auto": stage.folder.fits_in_ram("train"), "true": True, "false": False}[config.runtime.cache]
-        classes = config.classes or None
-        train = InputSpec("train", stage.batch_size, classes=classes, cache=cache, training=Training(
+        train = InputSpec(stage.batch_size, cache=stage.cache, training=Training(
             policy=config.augment.steps if config.augment.on == "host" else (), seed=config.seed,
             first_epoch=first_epoch, epochs=stage.last_epoch - first_epoch, steps_per_epoch=stage.steps_per_epoch,
             hard_examples=config.augment.hard_examples or None, hard_fraction=config.augment.hard_fraction,
             with_boxes=config.augment.on == "device"))
-        val = dataclasses.replace(self._evaluation_spec(stage.batch_size), cache=cache)
+        val = dataclasses.replace(self._evaluation_spec(stage.batch_size), cache=stage.cache)
         return train, val
 
     def _datasets(self, stage: StagePlan, first_epoch: int, skip_batches: int):
         train_spec, val_spec = self._specs(stage, first_epoch)
 
         def train(context):
-            ds, _ = dataset.build(stage.folder, train_spec, context)
+            ds, _ = dataset.build(stage.train, train_spec, context)
             # A step takes one batch per replica from its worker's pipeline.
             per_step = context.num_replicas_in_sync // context.num_input_pipelines if context else 1
             ds = ds.skip(skip_batches * per_step) if skip_batches else ds
             return wait_meter.metered(ds, self.input_wait) if self.input_wait else ds
 
         def val(context):
-            return dataset.build(stage.folder, val_spec, context)[0]
+            return dataset.build(stage.val, val_spec, context)[0]
 
         return self.runtime.distribute(train), self.runtime.distribute(val)
 
@@ -87,7 +85,7 @@ class Trainer:
         self._lock_guard = lock_guard(prepared.lock) if prepared.lock is not None else None
         saved, changes = prepared.saved, prepared.changes
         self.schedule = model_setup.schedule_for(self.config, self.stages)
-        net, broken = model_setup.build_model(self.config, self.runtime, self.stages[-1].folder, self.num_classes,
+        net, broken = model_setup.build_model(self.config, self.runtime, self.stages[-1].train, self.num_classes,
                                               self.schedule, self.log, self.run.model_file)
         state = resume.continue_from(self.run, net, self.config, saved, changes, self.writes, self.log)
         state.parameters, state.rules_broken = net.count_params(), broken
@@ -160,7 +158,7 @@ class Trainer:
         self.log(f"stage {stage.index + 1}/{len(self.stages)}: {stage.resolution}px, batch {stage.batch_size}, "
                  f"epochs {start + 1}-{end} of {stage.first_epoch + 1}-{stage.last_epoch}, "
                  f"{stage.steps_per_epoch} steps each")
-        with stage.folder.naming_corrupt_shards():
+        with naming_corrupt_shards(stage.train, stage.val):
             train, val = self._datasets(stage, start, skip)
             listed = self._callbacks(stage, state, skip)
             if skip:  # finish the epoch a timer checkpoint interrupted, then carry on normally
@@ -177,15 +175,15 @@ class Trainer:
 
     def final_evaluation(self, net, state: TrainingState) -> dict:
         """Top-1/top-5 on val at the final resolution with the last weights, saved as final.json."""
-        folder = self.folders[self.final_resolution]
+        final = self.prepared.final
         spec = self._evaluation_spec(self.stages[-1].batch_size)
         started = time.monotonic()
-        with folder.naming_corrupt_shards():
-            val = self.runtime.distribute(lambda context: dataset.build(folder, spec, context)[0])
+        with naming_corrupt_shards(final):
+            val = self.runtime.distribute(lambda context: dataset.build(final, spec, context)[0])
             scores = net.evaluate(val, verbose=0, return_dict=True)
             # and with each image averaged with its mirror (flip test-time augmentation)
             flips = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing)
-        result = {"resolution": folder.resolution, "val_accuracy": float(scores["accuracy"]),
+        result = {"resolution": final.resolution, "val_accuracy": float(scores["accuracy"]),
                   "val_top5": float(scores["top5"]), "val_loss": float(scores["loss"]),
                   "val_accuracy_tta": float(flips["accuracy_tta"]), "val_top5_tta": float(flips["top5_tta"]),
                   "epochs": state.epoch, "best_val_accuracy": state.best_val_accuracy,
@@ -194,7 +192,7 @@ class Trainer:
                   "parameters": state.parameters, "rules_broken": state.rules_broken}
         if self.writes:
             files.write_json(self.run.final, result)
-        self.log(f"final evaluation at {folder.resolution}px: top-1 {result['val_accuracy']:.4f}, "
+        self.log(f"final evaluation at {final.resolution}px: top-1 {result['val_accuracy']:.4f}, "
                  f"top-5 {result['val_top5']:.4f}; with flips top-1 {result['val_accuracy_tta']:.4f}, "
                  f"top-5 {result['val_top5_tta']:.4f}" + (" (EXPERIMENT)" if state.rules_broken else ""))
         return result
