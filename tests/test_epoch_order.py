@@ -213,7 +213,7 @@ def test_jax_processes_read_disjoint_shares_that_cover_each_epoch(large_split):
     examples an epoch, none shared with the other, together every example exactly once."""
     from pipeline import dataset
     from pipeline.data_folder import DataFolder
-    from training.strategy import Runtime
+    from training.runtime import Runtime
 
     train = DataFolder.open(large_split, 8).split("train")
     steps = dataset.training_steps(train, BATCH)

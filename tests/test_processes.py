@@ -162,7 +162,7 @@ def test_any_error_of_a_step_reaches_the_collective_first(monkeypatch):
 def test_a_preparation_another_process_stopped_leaves_no_lock_behind(monkeypatch, converted, tmp_path):
     from training import config as configs
     from training.preparation import prepare
-    from training.strategy import Runtime
+    from training.runtime import Runtime
 
     config_path = tmp_path / "config.toml"
     config_path.write_text('model = "resnet_tiny"\n[[stages]]\nresolution = 32\nepochs = 1\nbatch_size = 16\n')

@@ -250,7 +250,7 @@ def test_a_model_breaking_the_rules_is_refused(records, tmp_path):
     from common.errors import UserError
     from training import config as configs
     from training.preparation import prepare
-    from training.strategy import detect
+    from training.runtime import detect
     from training.trainer import Trainer
 
     student = tmp_path / "breaker.py"

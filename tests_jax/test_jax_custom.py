@@ -22,7 +22,7 @@ def records(tmp_path_factory):
 def test_the_example_student_network_trains_under_jax(records, tmp_path):
     from training import config as configs
     from training.preparation import prepare
-    from training.strategy import detect
+    from training.runtime import detect
     from training.trainer import Trainer
 
     student = os.path.join(ROOT, "examples", "student_net.py")

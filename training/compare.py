@@ -18,6 +18,7 @@ import math
 
 from common import files, plots
 from common.errors import UserError
+from training import run_dir
 from training.run_dir import RunDir
 
 DEFAULT_TARGETS = (0.5, 0.6, 0.7)
@@ -61,8 +62,7 @@ class Run:
     @property
     def rules_broken(self) -> list[str]:
         """The course rules the model breaks (final.json, else state.json); [] when none is recorded."""
-        broken = self.final.get("rules_broken", self.state.get("rules_broken"))
-        return [str(rule) for rule in broken or []]
+        return run_dir.rules_broken(self.state, self.final)
 
     @property
     def experiment(self) -> bool:
@@ -113,11 +113,6 @@ def parse_log(text: str | None) -> list[Row]:
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
-def _json_object(path: str) -> dict:
-    data = files.read_json(path)
-    return data if isinstance(data, dict) else {}
-
-
 def load(path: str) -> Run:
     """A run directory's log and records; a UserError naming it when it is not a run directory."""
     path = path.rstrip("/") or path
@@ -125,13 +120,7 @@ def load(path: str) -> Run:
     log = files.read_text(run.log)
     if log is None and not (files.gfile().exists(run.state) or files.gfile().exists(run.checkpoint)):
         raise UserError(f"{path}: not a run directory (no log.csv, state.json or checkpoint.npz)")
-    return Run(path, parse_log(log), _json_object(run.config), _json_object(run.state), _json_object(run.final))
-
-
-def rules_broken(path: str) -> list[str]:
-    """The course rules a run directory's records say its model breaks (curves.png's title)."""
-    run = RunDir(path)
-    return Run(path, [], {}, _json_object(run.state), _json_object(run.final)).rules_broken
+    return Run(path, parse_log(log), run_dir.record(run.config), run_dir.record(run.state), run_dir.record(run.final))
 
 
 def epochs_to(rows: list[Row], target: float) -> int | None:

@@ -45,9 +45,9 @@ def plot_curves(rows: list[dict], path: str, rules_broken: list[str] | None = No
 def _rules_broken(folder: str) -> list[str]:
     """What the run's records say it breaks; [] when they say nothing or cannot be read (yet)."""
     from common.errors import UserError
-    from training import compare
+    from training.run_dir import RunDir
 
     try:
-        return compare.rules_broken(folder)
+        return RunDir(folder).rules_broken()
     except UserError:
         return []

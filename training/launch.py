@@ -23,7 +23,7 @@ def choose_backend(requested: str) -> str:
         return requested
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
-    from training.strategy import tpu_present
+    from training.runtime import tpu_present
 
     if tpu_present() and importlib.util.find_spec("jax") is not None:
         try:
@@ -73,7 +73,7 @@ def train(args, backend: str) -> int:
     import tensorflow as tf
 
     from training import preparation
-    from training.strategy import detect
+    from training.runtime import detect
     from training.trainer import Trainer
 
     if backend == "jax":

@@ -10,8 +10,8 @@ from model import custom, rules
 from pipeline.data_folder import Split
 from training.config import Config
 from training.device_augment import augment_in_train_step, build_from_a_plain_batch
+from training.runtime import Runtime
 from training.schedules import StagedCyclicalLearningRate
-from training.strategy import Runtime
 
 TPU_STEPS_PER_EXECUTION = 32  # steps per call into the TPU: amortises the host round trip
 

@@ -24,7 +24,7 @@ from training import resume
 from training.config import Config
 from training.run_dir import RunDir, TrainingState
 from training.run_lock import RunLock
-from training.strategy import Runtime
+from training.runtime import Runtime
 
 # How each compared value is set, for the line that names the one that differs between processes.
 POSITION = {"epoch": "the checkpoint in --run-dir (use one folder every host sees: gs:// or a shared file system)",

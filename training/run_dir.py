@@ -78,6 +78,10 @@ class RunDir:
     def analysis(self) -> str:
         return self._file("analysis")
 
+    def rules_broken(self) -> list[str]:
+        """The course rules its records say the model breaks (curves.png's title)."""
+        return rules_broken(record(self.state), record(self.final))
+
     def worker(self, index: int) -> RunDir:
         """The folder of a non-chief worker (every worker saves: collectives need them all)."""
         return RunDir(self._file(f"worker-{index}"))
@@ -85,6 +89,20 @@ class RunDir:
     def make(self) -> RunDir:
         files.gfile().makedirs(self.path)
         return self
+
+
+def record(path: str) -> dict:
+    """A JSON record of a run (state.json, final.json, config.json) as a dict; {} when it is missing
+    or not an object (a run just started); a UserError naming it when it is not JSON."""
+    data = files.read_json(path)
+    return data if isinstance(data, dict) else {}
+
+
+def rules_broken(state: dict, final: dict) -> list[str]:
+    """The course rules a run's model breaks, as recorded: final.json's, else state.json's; []
+    when none is recorded."""
+    broken = final.get("rules_broken", state.get("rules_broken"))
+    return [str(rule) for rule in broken or []]
 
 
 @dataclasses.dataclass

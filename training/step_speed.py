@@ -22,7 +22,7 @@ def train_images_per_sec(model: str, folder, batch_size: int, seconds: float = 1
     import keras
 
     from model import custom
-    from training.strategy import detect
+    from training.runtime import detect
 
     runtime = detect("auto")
     keras.mixed_precision.set_global_policy(runtime.mixed_precision)

@@ -24,7 +24,7 @@ from training.config import Config
 from training.preparation import Prepared, StagePlan
 from training.run_dir import TrainingState
 from training.run_lock import lock_guard
-from training.strategy import Runtime
+from training.runtime import Runtime
 
 
 class Trainer:
