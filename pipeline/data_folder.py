@@ -110,17 +110,17 @@ class DataFolder:
                      tuple(s["sha256"] for s in shards), tuple(self.mean), tuple(self.std),
                      tuple(self.classes[i] for i in subset.keep), self.fits_in_ram(name))
 
-    def shards(self, split: str) -> list[dict]:
+    def shards(self, name: str) -> list[dict]:
         """The manifest's entries of a split's shards (file, num_examples, bytes, sha256, ...)."""
-        if split not in self.manifest["splits"]:
-            raise UserError(f"{self.folder}: no {split!r} split (has {', '.join(self.manifest['splits'])})")
-        return self.manifest["splits"][split]["shards"]
+        if name not in self.manifest["splits"]:
+            raise UserError(f"{self.folder}: no {name!r} split (has {', '.join(self.manifest['splits'])})")
+        return self.manifest["splits"][name]["shards"]
 
-    def shard_paths(self, split: str) -> list[str]:
+    def shard_paths(self, name: str) -> list[str]:
         """The shard paths of a split, each checked to exist with the manifest's size (named if not):
         a missing or truncated shard (an interrupted copy from Drive) is named before training."""
-        paths = [files.join(self.folder, shard["file"]) for shard in self.shards(split)]
-        for path, shard in zip(paths, self.shards(split)):
+        paths = [files.join(self.folder, shard["file"]) for shard in self.shards(name)]
+        for path, shard in zip(paths, self.shards(name)):
             if not files.gfile().exists(path):
                 raise UserError(f"{path}: shard missing (listed in the manifest)")
             size = files.gfile().stat(path).length
@@ -144,22 +144,22 @@ class DataFolder:
             raise UserError(f"classes: {', '.join(missing)} not in the records' manifest")
         return ClassSubset(tuple(sorted(wnids.index(c) for c in classes)), total)
 
-    def count(self, split: str, subset: ClassSubset | None = None) -> int:
+    def count(self, name: str, subset: ClassSubset | None = None) -> int:
         """Examples of a split that a class subset keeps, from the manifest's counts (never a scan)."""
-        self.shards(split)  # names a missing split
-        info = self.manifest["splits"][split]
+        self.shards(name)  # names a missing split
+        info = self.manifest["splits"][name]
         if subset is None or subset.is_all:
             return info["num_examples"]
         counts = info.get("class_counts")
         if counts is None:
-            raise UserError(f"{split}: manifest lacks class_counts; convert again to train on a class subset")
+            raise UserError(f"{name}: manifest lacks class_counts; convert again to train on a class subset")
         return sum(counts[i] for i in subset.keep)
 
-    def decoded_bytes(self, split: str) -> int:
+    def decoded_bytes(self, name: str) -> int:
         """Bytes of a split's images decoded (uint8), as the training input holds them in RAM."""
-        return self.count(split) * self.resolution ** 2 * 3
+        return self.count(name) * self.resolution ** 2 * 3
 
-    def fits_in_ram(self, split: str) -> bool:
+    def fits_in_ram(self, name: str) -> bool:
         """Whether a split's decoded images take at most a quarter of this machine's memory (1.24 GB
         for the whole 64 px train split: every Colab runtime): `runtime.cache = "auto"` keeps them
         in RAM then, read once per run instead of once per epoch."""
@@ -169,27 +169,27 @@ class DataFolder:
             total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError, AttributeError):
             return False
-        return self.decoded_bytes(split) <= total // 4
+        return self.decoded_bytes(name) <= total // 4
 
-    def naming_corrupt_shards(self, splits=("train", "val")):
-        """`naming_corrupt_shards` over this folder's `splits` (those it has), yielding the folder:
+    def naming_corrupt_shards(self, names=("train", "val")):
+        """`naming_corrupt_shards` over this folder's splits `names` (those it has), yielding the folder:
         for a tool that reads the folder without a `Split` of its own."""
         def shards():
             return [(files.join(self.folder, shard["file"]), shard["sha256"])
-                    for split in splits if split in self.manifest["splits"] for shard in self.shards(split)]
+                    for name in names if name in self.manifest["splits"] for shard in self.shards(name)]
         return _naming_corrupt_shards(self.folder, shards, self)
 
 
-def naming_corrupt_shards(*splits: Split):
+def naming_corrupt_shards(first: Split, *rest: Split):
     """Turn tf.data's anonymous 'corrupted record at 3204' into a UserError naming the shard.
 
     TFRecordDataset does not say which file failed, so on such an error the shards of `splits`
     are checked against the manifest's sha256 (seconds, even for 64 px train) to name the culprit.
     """
     def shards():
-        return list(dict.fromkeys((path, digest) for split in splits
+        return list(dict.fromkeys((path, digest) for split in (first, *rest)
                                   for path, digest in zip(split.paths, split.sha256)))
-    return _naming_corrupt_shards(splits[0].folder, shards, splits)
+    return _naming_corrupt_shards(first.folder, shards, first)
 
 
 @contextlib.contextmanager

@@ -165,15 +165,22 @@ def test_hard_examples_replace_a_fixed_share_of_every_batch(converted, tmp_path)
     assert np.mean(shares) == pytest.approx(0.25 + 0.75 * 12 / 180, abs=0.06)
 
 
-def test_corrupt_or_truncated_shard_is_named(converted, tmp_path):
+@pytest.mark.parametrize("named_by", ["folder", "splits"])
+def test_corrupt_or_truncated_shard_is_named(converted, tmp_path, named_by):
+    """Both ways of naming a corrupt shard: the folder's (the tools) and the splits' (the trainer's)."""
+    from pipeline.data_folder import naming_corrupt_shards
+
     copy = str(tmp_path / "copy")
     shutil.copytree(converted[0], copy)
     target = os.path.join(copy, "32px", "train-00001-of-00003.tfrecord")
     data = bytearray(open(target, "rb").read())
     data[3000:3004] = b"oops"
     open(target, "wb").write(data)
+    folder = DataFolder.open(copy, 32)
+    naming = (folder.naming_corrupt_shards() if named_by == "folder"
+              else naming_corrupt_shards(folder.split("val"), folder.split("train")))
     with pytest.raises(UserError, match=r"train-00001-of-00003.tfrecord: corrupt shard \(corrupted record"):
-        with DataFolder.open(copy, 32).naming_corrupt_shards():
+        with naming:
             for _ in build_split(copy, "train", 32, 16, epochs=1)[0]:
                 pass
     with open(target, "r+b") as handle:

@@ -19,7 +19,6 @@ import math
 from common import files, plots
 from common.errors import UserError
 from training import run_dir
-from training.run_dir import RunDir
 
 DEFAULT_TARGETS = (0.5, 0.6, 0.7)
 KEYS = ("run", "model", "parameters", "rules_broken", "epochs", "best_val_accuracy", "best_epoch",
@@ -116,7 +115,7 @@ def parse_log(text: str | None) -> list[Row]:
 def load(path: str) -> Run:
     """A run directory's log and records; a UserError naming it when it is not a run directory."""
     path = path.rstrip("/") or path
-    run = RunDir(path)
+    run = run_dir.RunDir(path)
     log = files.read_text(run.log)
     if log is None and not (files.gfile().exists(run.state) or files.gfile().exists(run.checkpoint)):
         raise UserError(f"{path}: not a run directory (no log.csv, state.json or checkpoint.npz)")

@@ -60,8 +60,11 @@ def splits_read(config: Config, folders: dict[int, DataFolder]) -> dict[tuple[in
     the final evaluation's resolution; a missing split, class or shard is named before epoch 1."""
     wanted = {(s.resolution, name) for s in config.stages for name in ("train", "val")}
     wanted.add((config.evaluation_resolution, "val"))
-    return {(resolution, name): folders[resolution].split(name, config.classes or None)
-            for resolution, name in sorted(wanted)}
+    try:
+        return {(resolution, name): folders[resolution].split(name, config.classes or None)
+                for resolution, name in sorted(wanted)}
+    except UserError as error:  # the folder's own check, told which config asked
+        raise UserError(f"{config.source}: {error}") from None
 
 
 def plan(config: Config, splits: dict[tuple[int, str], Split]) -> list[StagePlan]:
@@ -85,13 +88,13 @@ def plan(config: Config, splits: dict[tuple[int, str], Split]) -> list[StagePlan
 
 @dataclasses.dataclass
 class Prepared:
-    """What the preparation found: every folder the run reads (its manifest loaded and checked),
+    """What the preparation found: the fingerprint of every folder the run reads,
     the stages' plan (with the splits each reads), the split of the final evaluation, the run
     directory's lock (held by the process that writes it; None in the
     others) and its checkpoint's state with the accepted config changes (`resume.check`)."""
 
     run: RunDir  # where this process reads and writes (a TensorFlow worker other than the chief: its own folder)
-    folders: dict[int, DataFolder]
+    records: dict[str, str]  # resolution -> the records' fingerprint (a conversion's identity)
     stages: list[StagePlan]
     final: Split  # val at the final evaluation's resolution
     num_classes: int
@@ -149,7 +152,8 @@ def prepare(config: Config, data_dir: str, run_dir: str, runtime: Runtime, stage
             if lock is not None:
                 lock.release()
             raise
-        return Prepared(run, folders, stages, final, len(final.keep), lock, saved, changes)
+        records = {str(r): str(folder.manifest.get("fingerprint", "")) for r, folder in folders.items()}
+        return Prepared(run, records, stages, final, len(final.keep), lock, saved, changes)
 
     # The checkpoint position is compared before the checkpoint is loaded: loading is a collective too.
     what = "preparing the run (" + ("--stage-data, " if stage_to else "") + "--data, --run-dir)"

@@ -33,7 +33,7 @@ class Trainer:
     def __init__(self, config: Config, prepared: Prepared, runtime: Runtime, verbose: int = 1, log=print):
         self.config, self.runtime, self.verbose, self.log = config, runtime, verbose, log
         self.prepared, self.run = prepared, prepared.run
-        self.folders, self.stages, self.num_classes = prepared.folders, prepared.stages, prepared.num_classes
+        self.stages, self.num_classes = prepared.stages, prepared.num_classes
         # JAX processes other than 0 read the run directory (the same checkpoint) and write nothing
         self.writes = runtime.writes_run_dir
         # seconds the training input kept the model waiting; TensorFlow's op determinism forbids
@@ -113,7 +113,7 @@ class Trainer:
         """Records converted again (other shards, seed or source) since the run began: training
         goes on, but its epoch order from here on is not the one an uninterrupted run would have
         had, which a resume must say rather than hide. The state then names the records in use."""
-        current = {str(r): str(folder.manifest.get("fingerprint", "")) for r, folder in self.folders.items()}
+        current = self.prepared.records
         changed = sorted((r for r in current if r in state.records and state.records[r] != current[r]), key=int)
         if changed:
             self.log(f"resume: the records at {', '.join(r + 'px' for r in changed)} are another conversion than "
