@@ -17,6 +17,9 @@ The policy runs in two stages, the warp (`Policy.geometric_stage`) and everythin
 policy warps (one function when it does not: pipeline/finish.py), and XLA fuses the elementwise
 work of each; calling the policy runs both as one function, which is what runs inside the
 compiled train step (`augment.on = "device"`).
+The policy and its ops are written in TensorFlow ops alone (no Python `if` or loop on a tensor),
+so AutoGraph is told not to convert them (`tf.autograph.experimental.do_not_convert`): converting
+the ~150 functions of the default policy cost ~2.5 s each time a process built its first dataset.
 Randomness is stateless, from one seed per batch, so a run is reproducible and resumable.
 Augmentations replace samples and never add any: the batch size in equals the batch size out.
 Images are float32 in 0..255 throughout; labels are one-hot or soft float32 rows.
@@ -63,6 +66,7 @@ class Policy:
     def names(self) -> list[str]:
         return [s.name for s in self.steps]
 
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, images, labels, seed, bbox=None):
         """The whole policy as one function: what runs inside a compiled train step
         (`augment.on = "device"`). The colour map is a dot there (`apply_colour(as_dot=True)`):
@@ -80,6 +84,7 @@ class Policy:
         seeds = draws.split(tf.cast(seed, tf.int64), len(self.steps))
         return facts, {id(step): seeds[i] for i, step in enumerate(self.steps)}
 
+    @tf.autograph.experimental.do_not_convert
     def geometric_stage(self, images, seed, bbox=None):
         """First stage: uint8 or float images -> (float32 images warped once by the product of
         every geometric op's matrix, the source's mean colour [B, 3] for the pixel stage).
@@ -103,6 +108,7 @@ class Policy:
             matrix = tf.matmul(matrix, REGISTRY[step.name].fn(facts, seed_of[id(step)], step.p, step.m))
         return warp(images, matrix), source_mean
 
+    @tf.autograph.experimental.do_not_convert
     def pixel_stage(self, images, labels, seed, source_mean, colour_as_dot: bool = False):
         """Second stage: the colour map, the pixel ops, the clip to 0..255 and the mix ops, on the
         warped float32 images -> (images, labels)."""

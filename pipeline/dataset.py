@@ -12,7 +12,9 @@ whole batches costs one kernel launch per batch instead of one per image. Traini
 epoch by epoch (`Dataset.range(first_epoch, ...).flat_map(...)`) with every random choice seeded
 from (seed, epoch, input pipeline, batch): the data of epoch 37 is the same whether a run got there
 in one go or resumed after a disconnect. Each epoch yields exactly `steps_per_epoch` steps of batches:
-augmentation replaces samples and never adds any.
+augmentation replaces samples and never adds any. The functions given to tf.data are written in
+TensorFlow ops alone and kept from AutoGraph (`do_not_convert`: its conversions of the data path
+cost seconds in every process).
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ def _training_batches(records: tf.data.Dataset, split: Split, spec: InputSpec,
     hard_slots = per_batch(training.hard_fraction, layout.batch_size) if hard is not None else 0
     pipeline = layout.share.index
 
+    @tf.autograph.experimental.do_not_convert  # TensorFlow ops alone: nothing for AutoGraph to convert
     def one_epoch(epoch, records_in_ram):
         """This epoch's batches, in an order that depends only on (seed, epoch, input pipeline)."""
         indices = epoch_order.batch_indices(

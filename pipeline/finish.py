@@ -46,8 +46,8 @@ def _compiled(steps: tuple, num_classes: int, mean_std: tuple | None, jit: bool)
         return images, onehot
 
     if policy is not None and policy.kinds["geometric"]:
-        warp_stage = tf.function(policy.geometric_stage, jit_compile=jit)
-        rest_stage = tf.function(rest, jit_compile=jit)
+        warp_stage = tf.function(policy.geometric_stage, jit_compile=jit, autograph=False)
+        rest_stage = tf.function(rest, jit_compile=jit, autograph=False)
 
         def finish(images, labels, bbox, seed):
             warped, source_mean = warp_stage(images, seed, bbox)
@@ -62,7 +62,7 @@ def _compiled(steps: tuple, num_classes: int, mean_std: tuple | None, jit: bool)
         return rest(images, labels, seed, source_mean)
 
     if policy is not None or mean_std is not None:
-        return tf.function(finish_in_one, jit_compile=jit)
+        return tf.function(finish_in_one, jit_compile=jit, autograph=False)
     return finish_in_one
 
 
@@ -97,7 +97,7 @@ def batch_finisher(split: Split, spec: InputSpec, batch_size: int = 0):
             return images, onehot, parsed["filename"]
         return (images, onehot, parsed["bbox"]) if spec.is_training and spec.training.with_boxes else (images, onehot)
 
-    return batch_fn
+    return tf.autograph.experimental.do_not_convert(batch_fn)  # TensorFlow ops alone (see pipeline/dataset.py)
 
 
 def _padded(images, labels, multiple: int, at_least: int = 0):

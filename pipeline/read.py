@@ -60,6 +60,7 @@ def share_count(split: Split, share: Share) -> int:
     return len(range(share.index, split.count, share.pipelines))
 
 
+@tf.autograph.experimental.do_not_convert
 def decode(serialized: tf.Tensor, encoding: str, resolution: int) -> dict[str, tf.Tensor]:
     """A batch of serialised records -> {image: uint8 [B, res, res, 3], label, bbox, filename}."""
     parsed = records.parse_batch(serialized)
@@ -79,6 +80,7 @@ def whole(split: Split, records: tf.data.Dataset, count: int) -> tf.data.Dataset
     costs a memory allocation each (a second per epoch at 64 px, more than a plain pipeline's
     whole epoch), and the records would be parsed again every epoch anyway. A folder whose files
     hold another number of records than its manifest says fails here, naming the count."""
+    @tf.autograph.experimental.do_not_convert  # TensorFlow ops alone (see pipeline/dataset.py)
     def chunk(serialized):
         size = tf.shape(serialized, out_type=tf.int64)[0]
         parsed = decode(serialized, split.encoding, split.resolution)
@@ -87,6 +89,7 @@ def whole(split: Split, records: tf.data.Dataset, count: int) -> tf.data.Dataset
             for name, value in parsed.items()}, lambda: parsed)
         return {name: tf.ensure_shape(value, [CHUNK] + parsed[name].shape[1:]) for name, value in full.items()}, size
 
+    @tf.autograph.experimental.do_not_convert
     def joined(chunks, sizes):
         check = tf.debugging.assert_equal(tf.reduce_sum(sizes), tf.constant(count, tf.int64), message=(
             f"{split.folder}: the records hold another number of examples than the manifest says ({count})"))

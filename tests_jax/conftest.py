@@ -9,6 +9,10 @@ import tempfile
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tests import compile_cache  # noqa: E402
+
+compile_cache.share()  # TensorFlow's XLA cache (the policy's compilation) for the run and its processes
+
 import jax  # noqa: E402
 import keras  # noqa: E402
 
