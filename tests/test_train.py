@@ -131,7 +131,8 @@ def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(records, tm
     config = config_file(tmp_path, [(32, 2, 16), (48, 1, 16)],
                          "[runtime]\ndeterministic = true\ncheckpoint_minutes = 0.002\n")
     clean = str(tmp_path / "clean")
-    assert train(records, clean, config).returncode == 0
+    # the uninterrupted run beside the one killed (two processes at once: the test's wall time)
+    reference = train(records, clean, config, wait=False)
     killed = str(tmp_path / "killed")
     process = train(records, killed, config, wait=False)
     deadline = time.time() + 300
@@ -147,6 +148,8 @@ def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(records, tm
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
+    output = reference.communicate(timeout=300)[0]  # (read to its end: a full pipe would stall it)
+    assert reference.returncode == 0, output[-3000:]
     interrupted_at = json.load(open(state_path))
     assert interrupted_at["epoch"] < 3
     resumed = train(records, killed, config)
@@ -350,8 +353,10 @@ def test_float16_resume_keeps_the_loss_scale_and_equals_an_uninterrupted_run(rec
                          '[runtime]\ndeterministic = true\nmixed_precision = "mixed_float16"\n',
                          model="{ blocks = [1, 1], widths = [8, 16], stem_width = 8 }")
     clean, split = str(tmp_path / "clean"), str(tmp_path / "split")
-    assert train(records, clean, config).returncode == 0
+    reference = train(records, clean, config, wait=False)  # beside the first session (the test's wall time)
     assert train(records, split, config, "--stop-after", "1").returncode == 0
+    output = reference.communicate(timeout=400)[0]
+    assert reference.returncode == 0, output[-3000:]
     resumed = train(records, split, config)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     (clean_arrays, clean_state), (split_arrays, _) = checkpoint_arrays(clean), checkpoint_arrays(split)
