@@ -107,10 +107,7 @@ def _is_gloo_notice(line: str) -> bool:
 
 @pytest.mark.slow
 def test_two_processes_train_as_one_and_resume_after_kill(records, tmp_path):
-    run_dir, clean = str(tmp_path / "run"), str(tmp_path / "clean")
-    # an uninterrupted pair beside the pair that is killed (the test's wall time), compared at the end
-    port = _free_port()
-    uninterrupted = [_start(records, clean, i, 2, port, 3) for i in (0, 1)]
+    run_dir = str(tmp_path / "run")
     port = _free_port()
     # 3 epochs; both processes killed (kill -9) once the first epoch is checkpointed
     first = [_start(records, run_dir, i, 2, port, 3) for i in (0, 1)]
@@ -153,7 +150,9 @@ def test_two_processes_train_as_one_and_resume_after_kill(records, tmp_path):
 
     # and the killed-and-resumed pair trained what an uninterrupted pair trains: the same losses,
     # epoch by epoch, and every array of the checkpoint (weights and optimizer state) equal
-    assert [code for code, _, _ in _finish(uninterrupted)] == [0, 0]
+    clean = str(tmp_path / "clean")
+    port = _free_port()
+    assert [code for code, _, _ in _finish([_start(records, clean, i, 2, port, 3) for i in (0, 1)])] == [0, 0]
     resumed_rows, clean_rows = _log_rows(run_dir), _log_rows(clean)
     assert [r["epoch"] for r in resumed_rows] == [r["epoch"] for r in clean_rows] == ["1", "2", "3"]
     for resumed_row, clean_row in zip(resumed_rows, clean_rows):
