@@ -97,10 +97,14 @@ class Prepared:
     records: dict[str, str]  # resolution -> the records' fingerprint (a conversion's identity)
     stages: list[StagePlan]
     final: Split  # val at the final evaluation's resolution
-    num_classes: int
     lock: RunLock | None
     saved: TrainingState | None
     changes: dict
+
+    @property
+    def num_classes(self) -> int:
+        """Labels the model outputs: the classes every split of the run keeps (one class list)."""
+        return len(self.final.keep)
 
     def position(self) -> dict[str, int]:
         """Where the checkpoint says training goes on: the same in every process, or none trains."""
@@ -153,7 +157,7 @@ def prepare(config: Config, data_dir: str, run_dir: str, runtime: Runtime, stage
                 lock.release()
             raise
         records = {str(r): str(folder.manifest.get("fingerprint", "")) for r, folder in folders.items()}
-        return Prepared(run, records, stages, final, len(final.keep), lock, saved, changes)
+        return Prepared(run, records, stages, final, lock, saved, changes)
 
     # The checkpoint position is compared before the checkpoint is loaded: loading is a collective too.
     what = "preparing the run (" + ("--stage-data, " if stage_to else "") + "--data, --run-dir)"
