@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -19,17 +21,24 @@ from pipeline import synthetic  # noqa: E402
 
 NUM_CLASSES = 6
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOL_ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
 # TensorFlow's native start-up lines (absl, CUDA probing) that no environment variable silences.
 _NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d\d)")
 
 
-def run_tool(tool: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m tools.<tool> ARGS` run as a user runs it: for what only a command line does (exit
-    codes, the `error:` line, argument errors). Each costs a process and usually a TensorFlow import
-    (seconds): tests keep them few and check everything else on the library functions."""
-    return subprocess.run([sys.executable, "-m", f"tools.{tool}", *args], cwd=ROOT, env=TOOL_ENV,
-                          capture_output=True, text=True, timeout=timeout)
+def run_tool(tool: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m tools.<tool> ARGS` as a user types it, run in this process (`main(argv)` with its
+    stdout and stderr captured): the exit code, the `error:` line, argument errors. What a process of
+    its own adds (TensorFlow's native start-up lines, the quiet filter) is tests/test_quiet.py's to
+    check; here it would cost a TensorFlow import (seconds) a call. A traceback is not caught: a
+    bug fails the test where it happens."""
+    module = importlib.import_module(f"tools.{tool}")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = module.main(list(args))
+        except SystemExit as exit_:  # argparse's refusals (2) and --help (0)
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    return subprocess.CompletedProcess(["python", "-m", f"tools.{tool}", *args], code, out.getvalue(), err.getvalue())
 
 
 def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:

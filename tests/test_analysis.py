@@ -3,23 +3,22 @@ evaluation of a trained run."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import train as train_py
 from pipeline import manifest as manifests
 from pipeline import records, statistics
 from pipeline.data_folder import DataFolder
 from tests.conftest import build_split, run_tool, top_k_by_sorting
 from training import analysis
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train_split(folder, resolution):
@@ -65,11 +64,11 @@ def trained_run(converted, tmp_path_factory):
                       'contrast, saturation, hue, grayscale"\n'
                       '[[stages]]\nresolution = 32\nepochs = 3\nbatch_size = 30\n')
     run_dir = str(folder / "run")
-    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--data", converted[0], "--run-dir",
-                             run_dir, "--config", str(config), "--quiet"], env=env, capture_output=True, text=True,
-                            timeout=400)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out, err = io.StringIO(), io.StringIO()  # train.py's command line, in this process
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = train_py.main(["--data", converted[0], "--run-dir", run_dir, "--config", str(config), "--quiet",
+                              "--backend", "tensorflow"])
+    assert code == 0, out.getvalue()[-2000:] + err.getvalue()[-2000:]
     return run_dir
 
 
