@@ -32,6 +32,9 @@ POLICY = ("flip, translate, scale:p=0.2, rotate:p=0.2, brightness:p=0.3, contras
           "hue:p=0.1, grayscale:p=0.05, cutout:p=0.2")
 
 
+SMALL_RESNET = "{ blocks = [1, 1], widths = [8, 16], stem_width = 8 }"  # 6k parameters: a fifth of the time
+
+
 def config_file(tmp_path, stages, extra="", model='"resnet_tiny"'):
     text = f"""
 model = {model}
@@ -311,33 +314,36 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "manifest.json: missing" in err
 
 
-@pytest.mark.slow
-def test_augmentation_on_the_device_trains_under_tensorflow_and_is_refused_under_jax(records, tmp_path):
-    config = config_file(tmp_path, [(32, 1, 32)], '[runtime]\njit_compile = "true"\n')
+def device_config(tmp_path):
+    """One stage, augmentation in the XLA-compiled train step (object_crop too: the boxes travel
+    with the batch); a ResNet of two narrow blocks, as what is tested is the step, not the network."""
+    config = config_file(tmp_path, [(32, 1, 32)], '[runtime]\njit_compile = "true"\n', model=SMALL_RESNET)
     with open(config) as handle:
-        # the boxes travel with the batch: object_crop runs in the train step too
         text = handle.read().replace("[augment]\n", '[augment]\non = "device"\n').replace(
             'policy = "', 'policy = "object_crop:p=0.5, ')
     with open(config, "w") as handle:
         handle.write(text)
+    return config
+
+
+@pytest.mark.slow
+def test_augmentation_on_the_device_trains_under_tensorflow(records, tmp_path, capsys):
+    """(Refused under JAX: tests_jax/test_jax_train.py.)"""
     run_dir = str(tmp_path / "device")
-    result = train(records, run_dir, config)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    code, out, err = train_here(records, run_dir, device_config(tmp_path), capsys)
+    assert code == 0, out[-3000:] + err[-3000:]
     assert [r["epoch"] for r in log_rows(run_dir)] == ["1"]
-    refused = train(records, str(tmp_path / "jax"), config, "--backend", "jax")
-    assert refused.returncode == 2
-    assert 'augment.on = "device" needs the TensorFlow backend' in refused.stderr
 
 
-def test_asking_for_an_accelerator_that_is_not_there_is_one_clear_line(records, tmp_path):
+def test_asking_for_an_accelerator_that_is_not_there_is_one_clear_line(records, tmp_path, capsys):
     config = config_file(tmp_path, [(32, 1, 32)])
-    tpu = train(records, str(tmp_path / "tpu"), config, "--strategy", "tpu")
-    assert tpu.returncode == 2
-    line = tpu.stderr.strip().splitlines()[-1]
+    code, _, err = train_here(records, str(tmp_path / "tpu"), config, capsys, "--strategy", "tpu")
+    assert code == 2
+    line = err.strip().splitlines()[-1]
     assert line.startswith("error: --strategy tpu: TensorFlow sees no TPU") and "Installed: tensorflow 2." in line
     assert "tensorflow-tpu" in line and "--backend jax" in line
-    gpu = train(records, str(tmp_path / "gpu"), config, "--strategy", "gpu")
-    assert gpu.returncode == 2 and "--strategy gpu: TensorFlow sees no GPU" in gpu.stderr
+    code, _, err = train_here(records, str(tmp_path / "gpu"), config, capsys, "--strategy", "gpu")
+    assert code == 2 and "--strategy gpu: TensorFlow sees no GPU" in err
 
 
 def checkpoint_arrays(run_dir):
@@ -352,7 +358,7 @@ def test_float16_resume_keeps_the_loss_scale_and_equals_an_uninterrupted_run(rec
     # and 4 steps an epoch (runtime.steps_per_epoch): two sessions of what a resume must carry over
     config = config_file(tmp_path, [(32, 2, 32)],
                          '[runtime]\ndeterministic = true\nmixed_precision = "mixed_float16"\nsteps_per_epoch = 4\n',
-                         model="{ blocks = [1, 1], widths = [8, 16], stem_width = 8 }")
+                         model=SMALL_RESNET)
     clean, split = str(tmp_path / "clean"), str(tmp_path / "split")
     reference = train(records, clean, config, wait=False)  # beside the first session (the test's wall time)
     assert train(records, split, config, "--stop-after", "1").returncode == 0
@@ -430,6 +436,11 @@ def test_a_corrupt_checkpoint_is_named_in_one_line(records, tmp_path, capsys):
     assert last.startswith("error: ") and "checkpoint.npz: unreadable checkpoint (BadZipFile" in last, err
 
 
+def here(result: tuple[int, str, str]) -> subprocess.CompletedProcess:
+    """train_here's (code, out, err) as a finished process, for the checks both share."""
+    return subprocess.CompletedProcess(["train.py"], *result)
+
+
 def one_error_line(result):
     lines = result.stderr.strip().splitlines()
     errors = [line for line in lines if line.startswith("error: ")]
@@ -437,16 +448,18 @@ def one_error_line(result):
     return errors[0]
 
 
-def test_runs_that_cannot_work_stop_with_one_line_before_epoch_one(records, tmp_path):
+def test_runs_that_cannot_work_stop_with_one_line_before_epoch_one(records, tmp_path, capsys):
     config = config_file(tmp_path, [(32, 1, 33)])
+    # two replicas need a process of their own (the CPU is split before TensorFlow starts)
     uneven = one_error_line(train(records, str(tmp_path / "a"), config, "--cpu-replicas", "2"))
     assert "stages[0].batch_size = 33 does not divide evenly over 2 replicas" in uneven
-    never = one_error_line(train(records, str(tmp_path / "b"), config_file(tmp_path, [(32, 1, 32)]),
-                                 "--set", "final_resolution=64"))
+    never = one_error_line(here(train_here(records, str(tmp_path / "b"), config_file(tmp_path, [(32, 1, 32)]),
+                                           capsys, "--set", "final_resolution=64")))
     assert "64px/manifest.json: missing" in never and not os.path.exists(tmp_path / "b" / "log.csv")
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    unwritable = one_error_line(train(records, str(blocker / "run"), config_file(tmp_path, [(32, 1, 32)])))
+    unwritable = one_error_line(here(train_here(records, str(blocker / "run"), config_file(tmp_path, [(32, 1, 32)]),
+                                                capsys)))
     assert "a_file" in unwritable
 
 

@@ -22,6 +22,7 @@ from tests.test_train import (
     ENV,
     assert_same_weights,
     config_file,
+    device_config,
     log_rows,
     records,  # noqa: F401  (a fixture)
     train,
@@ -90,6 +91,14 @@ def test_sigkill_under_jax_then_restart_matches_an_uninterrupted_run(records, tm
     (clean_arrays, clean_state), (killed_arrays, killed_state) = weights(clean), weights(run_dir)
     assert killed_state["global_step"] == clean_state["global_step"] == 2 * 20
     assert_same_weights(clean_arrays, killed_arrays)
+
+
+def test_augmentation_on_the_device_is_refused_under_jax(records, tmp_path, capsys):  # noqa: F811
+    """(Trained under TensorFlow: tests/test_train.py.)"""
+    code, _, err = train_here(records, str(tmp_path / "jax"), device_config(tmp_path), capsys, backend="jax")
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith('error: augment.on = "device" needs the TensorFlow backend'), err
+    assert not os.path.exists(tmp_path / "jax" / "checkpoint.npz")
 
 
 @pytest.mark.parametrize("first,second", [("tensorflow", "jax"), ("jax", "tensorflow")])
