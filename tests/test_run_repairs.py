@@ -18,8 +18,10 @@ from tests.conftest import ROOT
 from training import resume
 from training.run_dir import RunDir, TrainingState
 
-SETTINGS = ["model=resnet_tiny", "stages.0.resolution=32", "stages.0.epochs=1", "stages.0.batch_size=32",
-            "stages.1.resolution=32", "stages.1.epochs=1", "stages.1.batch_size=32", "schedule.step_size_epochs=1",
+# a ResNet of two narrow blocks: what is tested is the run directory, not the network
+SETTINGS = ["model={ blocks = [1, 1], widths = [8, 16], stem_width = 8 }", "stages.0.resolution=32",
+            "stages.0.epochs=1", "stages.0.batch_size=32", "stages.1.resolution=32", "stages.1.epochs=1",
+            "stages.1.batch_size=32", "schedule.step_size_epochs=1",
             "final_resolution=32"]
 
 
