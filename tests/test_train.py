@@ -169,7 +169,7 @@ def test_sigkill_mid_epoch_then_restart_matches_an_uninterrupted_run(records, tm
 @pytest.mark.slow
 def test_two_replicas_on_logical_cpus(records, tmp_path):
     run_dir = str(tmp_path / "mirrored")
-    result = train(records, run_dir, config_file(tmp_path, [(32, 2, 32)]), "--cpu-replicas", "2")
+    result = train(records, run_dir, config_file(tmp_path, [(32, 2, 32)], model=SMALL_RESNET), "--cpu-replicas", "2")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 replica(s)" in result.stdout
     assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
@@ -190,7 +190,7 @@ def free_ports(count):
 def test_two_worker_multiworker_mirrored_on_localhost(records, tmp_path):
     ports = free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    config = config_file(tmp_path, [(32, 1, 32)])
+    config = config_file(tmp_path, [(32, 1, 32)], model=SMALL_RESNET)
     run_dir = str(tmp_path / "multi")
     processes = []
     for index in range(2):
@@ -232,7 +232,7 @@ def test_stage_data_copies_the_records_then_trains_from_the_copy(records, tmp_pa
     """--stage-data is part of the run's preparation: the records the run needs copied (and
     checked) first, the run then reads the copy."""
     local, run_dir = tmp_path / "local", str(tmp_path / "run")
-    code, out, err = train_here(records, run_dir, config_file(tmp_path, [(32, 1, 32)]), capsys,
+    code, out, err = train_here(records, run_dir, config_file(tmp_path, [(32, 1, 32)], model=SMALL_RESNET), capsys,
                                 "--stage-data", str(local))
     assert code == 0 and err == "", err
     assert sorted(os.listdir(local)) == ["32px"] and os.path.exists(local / "32px" / "manifest.json")
@@ -277,7 +277,7 @@ def test_an_experiment_trains_a_rule_breaker_and_is_marked_everywhere(records, t
     student = tmp_path / "breaker.py"
     student.write_text(RULE_BREAKER)
     run_dir = str(tmp_path / "experiment")
-    config = config_file(tmp_path, [(32, 1, 32)])
+    config = config_file(tmp_path, [(32, 1, 32)], model=SMALL_RESNET)
     code, out, err = train_here(records, run_dir, config, capsys, "--set", f"model={student}:build",
                                 "--set", "rules=experiment")
     assert code == 0, err[-3000:]
@@ -301,8 +301,9 @@ def test_an_experiment_trains_a_rule_breaker_and_is_marked_everywhere(records, t
 
 def test_resuming_with_another_config_is_refused(records, tmp_path, capsys):
     run_dir = str(tmp_path / "r")
-    assert train_here(records, run_dir, config_file(tmp_path, [(32, 1, 32)]), capsys)[0] == 0
-    code, _, err = train_here(records, run_dir, config_file(tmp_path, [(32, 1, 32)]), capsys, "--set", "seed=5")
+    config = config_file(tmp_path, [(32, 1, 32)], model=SMALL_RESNET)
+    assert train_here(records, run_dir, config, capsys)[0] == 0
+    code, _, err = train_here(records, run_dir, config, capsys, "--set", "seed=5")
     assert code == 2 and "holds a run with another model" in err
 
 
@@ -381,7 +382,7 @@ def test_float16_resume_keeps_the_loss_scale_and_equals_an_uninterrupted_run(rec
 def test_resume_shows_and_keeps_accepted_changes_and_refuses_others_without_touching_config(records, tmp_path,
                                                                                              capsys):
     run_dir = str(tmp_path / "r")
-    config = config_file(tmp_path, [(32, 2, 32)])
+    config = config_file(tmp_path, [(32, 2, 32)], model=SMALL_RESNET)
     assert train_here(records, run_dir, config, capsys, "--stop-after", "1")[0] == 0
     saved = open(os.path.join(run_dir, "config.json")).read()
     code, _, err = train_here(records, run_dir, config, capsys, "--set", "optimizer.name=adam")

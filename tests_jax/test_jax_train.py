@@ -20,6 +20,7 @@ import pytest
 
 from tests.test_train import (
     ENV,
+    SMALL_RESNET,
     assert_same_weights,
     config_file,
     device_config,
@@ -125,7 +126,7 @@ def test_a_run_moves_between_backends(records, tmp_path, capsys, first, second):
 def test_two_device_data_parallel_on_cpu_equals_one_device(records, tmp_path, capsys):  # noqa: F811
     """DataParallel splits every batch over the devices and reduces the gradients (and the batch
     norms' statistics) over all of them: the same arithmetic as one device with the whole batch."""
-    config = config_file(tmp_path, [(32, 2, 32)], "[runtime]\ndeterministic = true\n")
+    config = config_file(tmp_path, [(32, 2, 32)], "[runtime]\ndeterministic = true\n", model=SMALL_RESNET)
     env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     run_dir, single = str(tmp_path / "dp"), str(tmp_path / "single")
     # A gentle learning rate: at the recipe's peak the float-level differences of a split reduction
