@@ -6,8 +6,8 @@ import contextlib
 import importlib
 import io
 import os
-import re
 import subprocess
+import warnings
 
 import pytest
 
@@ -21,29 +21,35 @@ from pipeline import synthetic  # noqa: E402
 
 NUM_CLASSES = 6
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# TensorFlow's native start-up lines (absl, CUDA probing) that no environment variable silences.
-_NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d\d)")
 
 
 def run_tool(tool: str, *args: str) -> subprocess.CompletedProcess:
     """`python -m tools.<tool> ARGS` as a user types it, run in this process (`main(argv)` with its
-    stdout and stderr captured): the exit code, the `error:` line, argument errors. What a process of
-    its own adds (TensorFlow's native start-up lines, the quiet filter) is tests/test_quiet.py's to
-    check; here it would cost a TensorFlow import (seconds) a call. A traceback is not caught: a
-    bug fails the test where it happens."""
+    stdout and stderr captured, and the Python warnings a command line would print added to its
+    stderr): the exit code, the `error:` line, argument errors. What a process of its own adds is
+    checked elsewhere: TensorFlow's native start-up lines and the quiet filter in
+    tests/test_quiet.py, the exit code being main()'s in tests/test_layout.py. Here it would cost a
+    TensorFlow import (seconds) a call. A traceback is not caught: a bug fails the test where it
+    happens."""
     module = importlib.import_module(f"tools.{tool}")
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    captured = contextlib.redirect_stdout(out), contextlib.redirect_stderr(err)
+    with captured[0], captured[1], warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")  # Python's filters for a command line, not pytest's
+        for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", hidden)
         try:
             code = module.main(list(args))
         except SystemExit as exit_:  # argparse's refusals (2) and --help (0)
             code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-    return subprocess.CompletedProcess(["python", "-m", f"tools.{tool}", *args], code, out.getvalue(), err.getvalue())
+    printed = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line) for w in shown)
+    return subprocess.CompletedProcess(["python", "-m", f"tools.{tool}", *args], code, out.getvalue(),
+                                       err.getvalue() + printed)
 
 
 def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:
-    """What the tool itself wrote to stderr, line by line (TensorFlow's native start-up lines left out)."""
-    return [line for line in result.stderr.strip().splitlines() if not _NATIVE_LOG.match(line)]
+    """What the tool wrote to stderr, line by line."""
+    return result.stderr.strip().splitlines()
 
 
 @pytest.fixture(scope="session")

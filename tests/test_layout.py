@@ -50,3 +50,18 @@ def test_one_write_then_rename_helper():
     renames = [f"{p.relative_to(ROOT)}" for p in modules("common", "pipeline", "training", "model", "tools")
                if re.search(r"\.rename\(", p.read_text())]
     assert renames == ["common/files.py"], renames
+
+
+def test_every_tool_exits_with_what_its_main_returns():
+    """The tests run the tools' `main(argv)` in-process (tests/conftest.py `run_tool`): what a user's
+    `python -m tools.X` exits with is this last statement, `sys.exit(main())`; without it every
+    `error:` line would end with exit code 0."""
+    expected = 'if __name__ == "__main__":\n    sys.exit(main())'
+    wrong = []
+    for path in modules("tools"):
+        tree = ast.parse(path.read_text())
+        if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body):
+            if ast.unparse(tree.body[-1]).replace("'", '"') != expected:
+                wrong.append(str(path.relative_to(ROOT)))
+    assert not wrong, wrong
+    assert len([p for p in modules("tools") if "def main(" in p.read_text()]) >= 12  # the tools, not none

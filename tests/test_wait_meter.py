@@ -78,12 +78,13 @@ def test_input_wait_in_the_logs_of_an_input_bound_and_a_model_bound_fit():
     assert shares[-1] > 0.8 and shares[0] > 0.3, shares
     assert len(advice) == 1 and "augment.on = \"device\"" in advice[0]  # said once, not every epoch
 
-    heavy = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(96, 3, padding="same"),
-                              keras.layers.Conv2D(96, 3, padding="same"), keras.layers.GlobalAveragePooling2D()])
+    heavy = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Conv2D(128, 3, padding="same"),
+                              keras.layers.Conv2D(128, 3, padding="same"), keras.layers.GlobalAveragePooling2D()])
     heavy.compile("sgd", "mse")
-    ready = tf.data.Dataset.from_tensors((np.zeros([8, 32, 32, 3], np.float32), np.zeros([8, 96], np.float32)))
+    ready = tf.data.Dataset.from_tensors((np.zeros([8, 48, 48, 3], np.float32), np.zeros([8, 128], np.float32)))
     shares, advice = fit_input_wait(ready.repeat().prefetch(4), heavy, steps=6)
-    # batches ready long before a step ends: 2 x 32 x 32 x 96 x 96 x 9 x 2 x 8 ~ 2.7 GFLOP forward, ~8 a
-    # step with the gradients, tens of milliseconds on a CPU core against microseconds to hand a batch over
+    # batches ready long before a step ends: 48 x 48 x 9 x 2 x (3 x 128 + 128 x 128) x 8 ~ 5.6 GFLOP
+    # forward, ~17 a step with the gradients (a tenth of a second or more on a CPU core) against
+    # microseconds to hand over a batch made ahead
     assert all(share < 0.1 for share in shares), shares
     assert advice == []

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -114,9 +115,11 @@ def _is_gloo_notice(line: str) -> bool:
 
 @pytest.mark.slow
 def test_two_processes_train_as_one_and_resume_after_kill(records, tmp_path):
-    # The uninterrupted pair first: it fills the compilation cache that the pairs after it load
-    # from. Everything the killed pair compiles is there already (the same config), so a kill
-    # cannot leave a half-written entry for the resumed pair to read.
+    # The uninterrupted pair first: it fills a JAX compilation cache that the pairs after it load
+    # from (what runs is the same, only the compiling is saved). JAX writes an entry in place, not
+    # under a temporary name: the killed pair gets a copy of its own, so that nothing a kill cuts
+    # short can reach the resumed pair. (A cut entry would not run either: it fails to decompress,
+    # and JAX warns and compiles again.)
     cache = str(tmp_path / "jax-cache")
     clean = str(tmp_path / "clean")
     port = _free_port()
@@ -126,7 +129,8 @@ def test_two_processes_train_as_one_and_resume_after_kill(records, tmp_path):
     run_dir = str(tmp_path / "run")
     port = _free_port()
     # 3 epochs; both processes killed (kill -9) once the first epoch is checkpointed
-    first = [_start(records, run_dir, i, 2, port, 3, cache=cache) for i in (0, 1)]
+    killed_cache = shutil.copytree(cache, tmp_path / "killed-jax-cache")
+    first = [_start(records, run_dir, i, 2, port, 3, cache=str(killed_cache)) for i in (0, 1)]
     state = os.path.join(run_dir, "state.json")
     deadline = time.monotonic() + 420
     while time.monotonic() < deadline and all(p.poll() is None for p in first):

@@ -1,6 +1,6 @@
 """The trainer under Keras-on-JAX, as Colab's TPU runtime runs it, on this CPU: training that
-learns, SIGKILL and restart, checkpoints moving between TensorFlow and JAX in both directions, and a
-2-device DataParallel run.
+learns, SIGKILL and restart, checkpoints moving between TensorFlow and JAX in both directions, a
+2-device DataParallel run, and augmentation on the device refused.
 
 The JAX runs are `train.main` in this process (the suite runs under the JAX backend); a separate
 `train.py` process only where the boundary is the property or the backend differs: the run killed
