@@ -11,6 +11,7 @@ TINY_IMAGENET_ZIP names it, else a synthetic zip of 10 classes in the official l
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import json
 import os
@@ -67,12 +68,31 @@ def execute(folder, runtime: str, source: str) -> list[str]:
     client = nbclient.NotebookClient(notebook, timeout=1200, kernel_name="python3",
                                      resources={"metadata": {"path": str(folder)}})
     client.execute()  # raises CellExecutionError, naming the cell, when any cell fails
+    record_cell_times(notebook, folder / f"cell_seconds_{runtime}.json")
     texts = []
     for cell in notebook.cells:
         if cell.cell_type == "code":
             texts.append("".join(out.get("text", "") for out in cell.get("outputs", []) if out.output_type == "stream"))
     return texts
 
+
+
+def record_cell_times(notebook, path) -> None:
+    """Seconds each code cell took (nbclient's timing metadata), kept beside the run's folders:
+    where the notebook's minutes go when the suite is timed. A second run of the same folder
+    appends its own list."""
+    def seconds(cell):
+        timing = cell.metadata.get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if not (start and end):
+            return None
+        return round((datetime.datetime.fromisoformat(end.replace("Z", "+00:00"))
+                      - datetime.datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds(), 1)
+
+    runs = json.loads(path.read_text()) if path.exists() else []
+    runs.append([[index, seconds(cell), "".join(cell.source).strip().splitlines()[-1][:100] if cell.source else ""]
+                 for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"])
+    path.write_text(json.dumps(runs, indent=1))
 
 
 def manifest_complete(drive, resolution):
