@@ -21,30 +21,35 @@ from pipeline import synthetic  # noqa: E402
 
 NUM_CLASSES = 6
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A ResNet of two narrow blocks (6k parameters, a fifth of resnet_tiny's time) as a config's `model`
+# value, for runs whose property is not the network.
+SMALL_RESNET = "{ blocks = [1, 1], widths = [8, 16], stem_width = 8 }"
 
 
-def run_tool(tool: str, *args: str) -> subprocess.CompletedProcess:
-    """`python -m tools.<tool> ARGS` as a user types it, run in this process (`main(argv)` with its
-    stdout and stderr captured, and the Python warnings a command line would print added to its
-    stderr): the exit code, the `error:` line, argument errors. What a process of its own adds is
-    checked elsewhere: TensorFlow's native start-up lines and the quiet filter in
-    tests/test_quiet.py, the exit code being main()'s in tests/test_layout.py. Here it would cost a
-    TensorFlow import (seconds) a call. A traceback is not caught: a bug fails the test where it
-    happens."""
-    module = importlib.import_module(f"tools.{tool}")
+def run_main(main, argv: list[str], command: list[str]) -> subprocess.CompletedProcess:
+    """A command line's `main(argv)` run in this process, as a finished process: its exit code, its
+    stdout and its stderr with the Python warnings a command line would print added. A traceback is
+    not caught: a bug fails the test where it happens."""
     out, err = io.StringIO(), io.StringIO()
-    captured = contextlib.redirect_stdout(out), contextlib.redirect_stderr(err)
-    with captured[0], captured[1], warnings.catch_warnings(record=True) as shown:
+    with (contextlib.redirect_stdout(out), contextlib.redirect_stderr(err),
+          warnings.catch_warnings(record=True) as shown):
         warnings.simplefilter("default")  # Python's filters for a command line, not pytest's
         for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
             warnings.simplefilter("ignore", hidden)
         try:
-            code = module.main(list(args))
+            code = main(argv)
         except SystemExit as exit_:  # argparse's refusals (2) and --help (0)
             code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
     printed = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line) for w in shown)
-    return subprocess.CompletedProcess(["python", "-m", f"tools.{tool}", *args], code, out.getvalue(),
-                                       err.getvalue() + printed)
+    return subprocess.CompletedProcess([*command, *argv], code, out.getvalue(), err.getvalue() + printed)
+
+
+def run_tool(tool: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m tools.<tool> ARGS` as a user types it, run in this process (`run_main`): the exit
+    code, the `error:` line, argument errors. What a process of its own adds is checked elsewhere:
+    TensorFlow's native start-up lines and the quiet filter in tests/test_quiet.py, the exit code
+    being main()'s in tests/test_layout.py. Here it would cost a TensorFlow import (seconds) a call."""
+    return run_main(importlib.import_module(f"tools.{tool}").main, list(args), ["python", "-m", f"tools.{tool}"])
 
 
 def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:

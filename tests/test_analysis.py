@@ -3,9 +3,7 @@ evaluation of a trained run."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import os
 
@@ -17,7 +15,7 @@ import train as train_py
 from pipeline import manifest as manifests
 from pipeline import records, statistics
 from pipeline.data_folder import DataFolder
-from tests.conftest import build_split, run_tool, top_k_by_sorting
+from tests.conftest import build_split, run_main, run_tool, top_k_by_sorting
 from training import analysis
 
 
@@ -64,11 +62,9 @@ def trained_run(converted, tmp_path_factory):
                       'contrast, saturation, hue, grayscale"\n'
                       '[[stages]]\nresolution = 32\nepochs = 3\nbatch_size = 30\n')
     run_dir = str(folder / "run")
-    out, err = io.StringIO(), io.StringIO()  # train.py's command line, in this process
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = train_py.main(["--data", converted[0], "--run-dir", run_dir, "--config", str(config), "--quiet",
-                              "--backend", "tensorflow"])
-    assert code == 0, out.getvalue()[-2000:] + err.getvalue()[-2000:]
+    result = run_main(train_py.main, ["--data", converted[0], "--run-dir", run_dir, "--config", str(config),
+                                      "--quiet", "--backend", "tensorflow"], ["train.py"])  # in this process
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return run_dir
 
 

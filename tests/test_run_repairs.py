@@ -14,12 +14,12 @@ import pytest
 
 import train
 from pipeline import synthetic
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SMALL_RESNET
 from training import resume
 from training.run_dir import RunDir, TrainingState
 
 # a ResNet of two narrow blocks: what is tested is the run directory, not the network
-SETTINGS = ["model={ blocks = [1, 1], widths = [8, 16], stem_width = 8 }", "stages.0.resolution=32",
+SETTINGS = [f"model={SMALL_RESNET}", "stages.0.resolution=32",
             "stages.0.epochs=1", "stages.0.batch_size=32", "stages.1.resolution=32", "stages.1.epochs=1",
             "stages.1.batch_size=32", "schedule.step_size_epochs=1",
             "final_resolution=32"]

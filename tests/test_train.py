@@ -16,6 +16,7 @@ import pytest
 
 import train as train_py
 from pipeline import synthetic
+from tests.conftest import SMALL_RESNET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
@@ -30,9 +31,6 @@ def records(tmp_path_factory):
 
 POLICY = ("flip, translate, scale:p=0.2, rotate:p=0.2, brightness:p=0.3, contrast:p=0.3, saturation:p=0.3, "
           "hue:p=0.1, grayscale:p=0.05, cutout:p=0.2")
-
-
-SMALL_RESNET = "{ blocks = [1, 1], widths = [8, 16], stem_width = 8 }"  # 6k parameters: a fifth of the time
 
 
 def config_file(tmp_path, stages, extra="", model='"resnet_tiny"'):

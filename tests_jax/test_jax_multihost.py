@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from pipeline import synthetic
+from tests.conftest import SMALL_RESNET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "jax",
@@ -34,7 +35,7 @@ for _name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", 
     ENV.pop(_name, None)
 # one 32 px stage of batch 16 (4 devices: 4 a device), 192 training images in 2 shards: 12 steps; a
 # ResNet of two narrow blocks (what is tested is how the processes train together, not the network)
-SETTINGS = ["model={ blocks = [1, 1], widths = [8, 16], stem_width = 8 }", "stages.0.batch_size=16",
+SETTINGS = [f"model={SMALL_RESNET}", "stages.0.batch_size=16",
             "stages.0.resolution=32", "stages.1.resolution=32", "stages.1.batch_size=16", "stages.1.epochs=1",
             "schedule.step_size_epochs=1"]
 

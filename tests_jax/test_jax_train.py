@@ -18,9 +18,9 @@ import time
 import numpy as np
 import pytest
 
+from tests.conftest import SMALL_RESNET
 from tests.test_train import (
     ENV,
-    SMALL_RESNET,
     assert_same_weights,
     config_file,
     device_config,
