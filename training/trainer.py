@@ -180,12 +180,12 @@ class Trainer:
         started = time.monotonic()
         with naming_corrupt_shards(final):
             val = self.runtime.distribute(lambda context: dataset.build(final, spec, context)[0])
-            scores = net.evaluate(val, verbose=0, return_dict=True)
-            # and with each image averaged with its mirror (flip test-time augmentation)
-            flips = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing)
-        result = {"resolution": final.resolution, "val_accuracy": float(scores["accuracy"]),
-                  "val_top5": float(scores["top5"]), "val_loss": float(scores["loss"]),
-                  "val_accuracy_tta": float(flips["accuracy_tta"]), "val_top5_tta": float(flips["top5_tta"]),
+            # plain and with each image averaged with its mirror (flip test-time augmentation): three
+            # forward passes over val, every real example counted once (the padding's weight is 0)
+            scores = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing)
+        result = {"resolution": final.resolution, "val_accuracy": scores["accuracy"],
+                  "val_top5": scores["top5"], "val_loss": scores["loss"],
+                  "val_accuracy_tta": scores["accuracy_tta"], "val_top5_tta": scores["top5_tta"],
                   "epochs": state.epoch, "best_val_accuracy": state.best_val_accuracy,
                   "best_epoch": state.best_epoch, "seconds": round(time.monotonic() - started, 1),
                   "backend": self.runtime.backend, "model": custom.describe(self.config.model),
