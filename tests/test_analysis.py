@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -71,7 +72,8 @@ def trained_run(converted, tmp_path_factory):
 @pytest.mark.slow
 def test_analyze_writes_every_file_and_agrees_with_a_direct_evaluation(converted, trained_run):
     out, _, info = converted
-    result = analysis.analyze(out, trained_run, resolution=32, batch_size=16, hard_count=20, log=lambda *_: None)
+    result = analysis.analyze(out, trained_run, analysis.Options(resolution=32, batch_size=16, hard_count=20),
+                              log=lambda *_: None)
     folder = result["out"]
     for name in ("summary.json", "per_class.csv", "confusions.csv", "most_wrong.png", "hard_examples.txt"):
         assert os.path.getsize(os.path.join(folder, name)) > 0, name
@@ -114,9 +116,9 @@ def test_an_eval_resolution_past_any_use_is_refused_before_anything_is_loaded(co
 
     with pytest.raises(UserError, match=r"^--eval-resolution 257: at most 256 px \(4x the largest converted "
                                         r"resolution, 64 px\)$"):
-        analysis.analyze(converted[0], str(tmp_path / "no_run"), eval_resolution=257)
+        analysis.analyze(converted[0], str(tmp_path / "no_run"), analysis.Options(eval_resolution=257))
     with pytest.raises(UserError, match=r"no_run/best.keras: no best model"):  # 256 passes the check
-        analysis.analyze(converted[0], str(tmp_path / "no_run"), eval_resolution=256)
+        analysis.analyze(converted[0], str(tmp_path / "no_run"), analysis.Options(eval_resolution=256))
 
 
 @pytest.mark.slow
@@ -146,3 +148,65 @@ def test_top_k_accuracy_on_rows_worked_by_hand():
     labels = np.array([2, 0, 1])
     assert [analysis.top_k_accuracy(scores, labels, k) for k in (1, 2, 3)] == pytest.approx([1 / 3, 2 / 3, 1.0])
 
+
+
+@pytest.mark.slow
+def test_hard_examples_among_the_first_training_images_are_the_highest_losses_there(converted, trained_run, tmp_path):
+    """--train-images N (the notebook's quick check): the hard examples are the tenth of the first N
+    training images of an evaluation pass with the highest cross-entropy, computed here with numpy."""
+    out = converted[0]
+    run = str(tmp_path / "run")
+    shutil.copytree(trained_run, run)
+    result = run_tool("analyze", "--data", out, "--run-dir", run, "--resolution", "32", "--batch-size", "16",
+                      "--train-images", "50")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "hard_examples.txt (5 of 50 training images)" in result.stdout
+    batch = next(iter(build_split(out, "train", 32, 50, with_filenames=True, training=False)[0]))  # an eval pass
+    images, labels, names = batch[0].numpy(), batch[1].numpy().argmax(1), [n.decode() for n in batch[2].numpy()]
+    probabilities = np.asarray(analysis.load_model(run).predict(images, verbose=0), dtype=np.float64)
+    losses = -np.log(probabilities[np.arange(50), labels])
+    expected = [names[i] for i in np.argsort(-losses, kind="stable")[:5]]
+    hard = [line.split("\t") for line in open(os.path.join(run, "analysis", "hard_examples.txt"))
+            if not line.startswith("#")]
+    assert [name for name, _ in hard] == expected
+    np.testing.assert_allclose([float(loss) for _, loss in hard], np.sort(losses)[::-1][:5], rtol=1e-3)
+    assert run_tool("analyze", "--data", out, "--run-dir", run, "--train-images", "-1").returncode == 2
+
+
+@pytest.mark.slow
+def test_an_analysis_made_of_the_same_inputs_is_reported_not_repeated(converted, trained_run, tmp_path):
+    """A notebook run twice analysed the same best.keras again (minutes of forward passes): the same
+    model, records and options now find the analysis up to date and leave its files alone; another
+    option, --force, another best.keras or a damaged summary analyse again."""
+    out = converted[0]
+    run = str(tmp_path / "run")
+    shutil.copytree(trained_run, run)
+    folder = os.path.join(run, "analysis")
+    shutil.rmtree(folder, ignore_errors=True)
+
+    def analyse(*options):
+        result = run_tool("analyze", "--data", out, "--run-dir", run, "--resolution", "32", "--batch-size", "16",
+                          "--train-images", "20", *options)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    def written():
+        return {name: os.stat(os.path.join(folder, name)).st_mtime_ns for name in analysis.OUTPUTS}
+
+    assert "wrote " in analyse()
+    first = written()
+    again = analyse()
+    assert again.startswith(f"already analysed: {folder}/ is up to date") and "wrote " not in again
+    assert written() == first
+    assert "wrote " in analyse("--hard-count", "3")  # another option
+    assert "already analysed" in analyse("--hard-count", "3")
+    assert "wrote " in analyse("--hard-count", "3", "--force")
+    net = analysis.load_model(run)  # another best.keras: the same network, one layer's weights changed
+    weighted = next(layer for layer in reversed(net.layers) if layer.get_weights())
+    weights = weighted.get_weights()
+    weighted.set_weights([weights[0] + 0.01, *weights[1:]])
+    net.save(os.path.join(run, "best.keras"))
+    assert "wrote " in analyse("--hard-count", "3")
+    with open(os.path.join(folder, "summary.json"), "w") as handle:
+        handle.write("{not json")
+    assert "wrote " in analyse("--hard-count", "3")

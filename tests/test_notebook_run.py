@@ -1,6 +1,6 @@
 """notebooks/colab.ipynb executed for real (nbclient), as a GPU runtime and as a TPU runtime, with
 QUICK = True: every cell must succeed, each section must leave what it promises, and a second run
-of the whole notebook converts and trains nothing again.
+of the whole notebook converts, trains and analyses nothing again.
 
 Both runs are marked `colab`: `make test` runs them once, side by side, under Colab's own
 versions (`make test-colab`: TensorFlow 2.19, Keras 3.10, JAX 0.6.2), not also under the newest.
@@ -132,6 +132,8 @@ def test_the_notebook_runs_as_a_gpu_runtime_and_again_without_redoing_anything(t
     assert "already converted" in again and not re.search(r"done in [\d.]+s -> ", again)  # the converter's last line
     assert re.search(r"done in [\d.]+s -> ", everything)
     assert again.count("finished: ") == 3 and "Epoch 1/" not in again, again[-3000:]
+    assert "already analysed: " in again and re.search(r"hard_examples.txt \(\d+ of (500|400) training images\)",
+                                                         everything)  # 500 of the real slice's, all 400 synthetic
 
 
 @pytest.mark.colab

@@ -30,7 +30,8 @@ def test_lr_find_under_jax(records, tmp_path):
 def test_analyze_under_jax(records, tmp_path):
     net = model.build("resnet_tiny", 5)
     net.save(str(tmp_path / "best.keras"))
-    result = analysis.analyze(records, str(tmp_path), resolution=32, batch_size=8, hard_count=7, log=lambda *_: None)
+    result = analysis.analyze(records, str(tmp_path), analysis.Options(resolution=32, batch_size=8, hard_count=7),
+                              log=lambda *_: None)
     assert result["num_examples"] == 30 and 0 <= result["top1"] <= result["top5"] <= 1
     assert len(result["hard_examples"]) == 7
     assert set(result["per_class"]) == {f"n0999{i:04d}" for i in range(5)}

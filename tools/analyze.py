@@ -11,7 +11,10 @@ images with true and predicted labels) and `hard_examples.txt` (training images 
 loss, ready for `augment.hard_examples` in a config). `--eval-resolution N` evaluates at N px,
 resizing on the fly the records of the nearest converted resolution (ties: the larger; it replaces
 --resolution and says which it used); the hard examples are then computed at N px too, otherwise
-at the records' own resolution. Runs under TensorFlow and JAX.
+at the records' own resolution. `--train-images N` looks for the hard examples among the first N
+training images only (a fair sample: the converter shuffles the classes; the notebook's quick check
+uses it). Run again with the same best.keras, records and options it says the analysis is up to
+date instead of repeating it (`--force` analyses again). Runs under TensorFlow and JAX.
 The work: training/analysis.py.
 """
 
@@ -35,16 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--hard-count", type=int, default=0,
                         help="how many training images to list in hard_examples.txt (default: 10%%)")
+    parser.add_argument("--train-images", type=int, default=0,
+                        help="look for hard examples among the first N training images only (default: all)")
+    parser.add_argument("--force", action="store_true", help="analyse again even if the analysis is up to date")
     parser.add_argument("--backend", choices=["tensorflow", "jax"], help="Keras backend (default: KERAS_BACKEND)")
     args = parser.parse_args(argv)
     if args.eval_resolution is not None and args.eval_resolution < 1:
         parser.error(f"--eval-resolution {args.eval_resolution}: expected a positive number of pixels")
+    if args.train_images < 0:
+        parser.error(f"--train-images {args.train_images}: expected 0 (all) or a positive count")
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend
     from training import analysis  # after the backend is chosen
 
-    analysis.analyze(args.data, args.run_dir, args.resolution, args.batch_size, args.hard_count,
-                     eval_resolution=args.eval_resolution)
+    options = analysis.Options(args.resolution, args.eval_resolution, args.batch_size, args.hard_count,
+                               args.train_images)
+    analysis.analyze(args.data, args.run_dir, options, force=args.force)
     return 0
 
 
