@@ -24,6 +24,7 @@ STAGE = "[[stages]]\nresolution = 32\nepochs = 5\nbatch_size = 16\n"
     ("schedule.gamma=1.5", r"schedule.gamma = 1.5: must be in \(0, 1\]"),
     ("optimizer.momentum=5", r"optimizer.momentum = 5.0: must be in \[0, 1\)"),
     ("runtime.steps_per_execution=-1", r"runtime.steps_per_execution = -1: must be 0"),
+    ("runtime.val_steps=-2", r"runtime.val_steps = -2: must be 0 \(the whole val split\)"),
     ("schedule.max_lr=inf", r"schedule.max_lr = inf: must be a finite number"),
     ("label_smoothing=nan", r"label_smoothing = nan: must be a finite number"),
     ("model.x=1", r"--set 'model.x=1': model is a single value \('resnet18'\), not a table"),

@@ -237,6 +237,36 @@ def test_stage_data_copies_the_records_then_trains_from_the_copy(records, tmp_pa
     assert json.load(open(os.path.join(run_dir, "final.json")))["epochs"] == 1
 
 
+def test_val_steps_scores_the_first_val_batches_only(records, tmp_path, capsys):
+    """runtime.val_steps = 1 (the notebook's quick check uses 2): the epoch's validation and the
+    final evaluation score the first val batch of an evaluation pass and nothing else, as numpy
+    scores it here with the run's model (one epoch: best.keras holds the last weights)."""
+    from tests.conftest import build_split
+    from training import analysis, report
+
+    run_dir = str(tmp_path / "run")
+    config = config_file(tmp_path, [(32, 1, 16)], "[runtime]\nsteps_per_epoch = 2\nval_steps = 1\n",
+                         model=SMALL_RESNET)
+    code, out, err = train_here(records, run_dir, config, capsys)
+    assert code == 0, err[-3000:]
+    net = analysis.load_model(run_dir)
+    val = [(i.numpy(), b.numpy().argmax(1)) for i, b in build_split(records, "val", 32, 16, training=False)[0]]
+
+    def scored(batches):
+        images, labels = np.concatenate([i for i, _ in batches]), np.concatenate([b for _, b in batches])
+        probabilities = np.asarray(net.predict(images, verbose=0), np.float64)
+        return float(np.mean(-np.log(probabilities[np.arange(labels.size), labels]))), float(
+            np.mean(probabilities.argmax(1) == labels))
+
+    (first_loss, first_accuracy), (whole_loss, _) = scored(val[:1]), scored(val)
+    assert abs(first_loss - whole_loss) > 1e-3  # the first batch alone tells itself apart
+    final, row = json.load(open(os.path.join(run_dir, "final.json"))), log_rows(run_dir)[0]
+    assert final["val_loss"] == pytest.approx(first_loss, rel=1e-4) and final["val_accuracy"] == first_accuracy
+    assert float(row["val_loss"]) == pytest.approx(first_loss, rel=1e-4)
+    assert "QUICK CHECK: 2 steps an epoch (runtime.steps_per_epoch), 1 val batches an evaluation" in "\n".join(
+        report.lines(run_dir))
+
+
 RULE_BREAKER = """
 import keras
 

@@ -65,6 +65,7 @@ class RuntimeSettings:
     cache: str = "auto"  # auto (decoded train split in RAM when it takes <= 1/4 of it) | true | false
     deterministic: bool = False  # op determinism: reproducible to the last bit, slower
     steps_per_epoch: int = 0  # 0: whole epochs; N: at most N steps an epoch (a quick check, not a result)
+    val_steps: int = 0  # 0: the whole val split; N: its first N batches in each evaluation (a quick check)
 
 
 @dataclasses.dataclass
@@ -292,6 +293,9 @@ def validate(config: Config) -> None:
     if config.runtime.steps_per_epoch < 0:
         raise UserError(f"{where}: runtime.steps_per_epoch = {config.runtime.steps_per_epoch}: must be 0 (whole "
                         "epochs) or a positive number of steps")
+    if config.runtime.val_steps < 0:
+        raise UserError(f"{where}: runtime.val_steps = {config.runtime.val_steps}: must be 0 (the whole val "
+                        "split) or a positive number of batches")
     if config.runtime.checkpoint_minutes < 0:
         raise UserError(f"{where}: runtime.checkpoint_minutes must not be negative (0: every epoch only)")
     if not 0 <= config.augment.hard_fraction < 1:

@@ -77,19 +77,20 @@ def _compiled(model, num_classes: int, label_smoothing: float):
     return model
 
 
-def scores(net, dataset, scope=None, label_smoothing: float = 0.0) -> dict:
+def scores(net, dataset, scope=None, label_smoothing: float = 0.0, steps: int | None = None) -> dict:
     """{loss, accuracy, top5} of `net` on `dataset` and {accuracy_tta, top5_tta} of the flip
     average, as floats: each a mean over the real examples (weight-0 padding left out).
 
     `dataset` yields (uint8 images, one-hot labels[, sample weights]), plain or distributed;
     `scope` is a context manager factory (e.g. `strategy.scope`) under which the evaluation models
     are built and compiled (default: none); `label_smoothing`, as in training, affects the loss
-    only. `net`'s own compile state is left alone."""
+    only; `steps`: only the first that many batches (default: all). `net`'s own compile state is
+    left alone."""
     num_classes = int(net.outputs[0].shape[-1])
     with (scope or contextlib.nullcontext)():
         direct = _compiled(plain(net), num_classes, label_smoothing)
         averaged = _compiled(with_flip_average(net), num_classes, label_smoothing)
-    once = direct.evaluate(dataset, verbose=0, return_dict=True)
-    both = averaged.evaluate(dataset, verbose=0, return_dict=True)
+    once = direct.evaluate(dataset, verbose=0, return_dict=True, steps=steps)
+    both = averaged.evaluate(dataset, verbose=0, return_dict=True, steps=steps)
     return {"loss": float(once["cross_entropy"]), "accuracy": float(once["accuracy"]), "top5": float(once["top5"]),
             "accuracy_tta": float(both["accuracy"]), "top5_tta": float(both["top5"])}

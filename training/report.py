@@ -56,9 +56,12 @@ def lines(path: str) -> list[str]:
                     f"top-5 {_percent(final.get('val_top5'))}; with flips: top-1 "
                     f"{_percent(final.get('val_accuracy_tta'))}, top-5 {_percent(final.get('val_top5_tta'))}")
     text.append(f"best val top-1: {_percent(best_accuracy)} at epoch {best_epoch if best_epoch else '-'}")
-    quick = (run.config.get("runtime") or {}).get("steps_per_epoch")
-    if quick:
-        text.append(f"QUICK CHECK: {quick} steps an epoch (runtime.steps_per_epoch), not a result")
+    runtime = run.config.get("runtime") or {}
+    if runtime.get("steps_per_epoch") or runtime.get("val_steps"):
+        text.append("QUICK CHECK: " + ", ".join(
+            f"{runtime[key]} {what} (runtime.{key})" for key, what in (("steps_per_epoch", "steps an epoch"),
+                                                                     ("val_steps", "val batches an evaluation"))
+            if runtime.get(key)) + ", not a result")
     named = augmentations(run.config)
     text.append(f"augmentations ({len(named)} variants):")
     text += [f"  {line}" for line in named]

@@ -164,14 +164,19 @@ class Trainer:
             if skip:  # finish the epoch a timer checkpoint interrupted, then carry on normally
                 net.fit(train, validation_data=val, initial_epoch=start, epochs=start + 1,
                         steps_per_epoch=stage.steps_per_epoch - skip, callbacks=listed, verbose=self.verbose,
-                        shuffle=False)
+                        shuffle=False, validation_steps=self._val_steps)
                 start += 1
                 if start < end:
                     train, val = self._datasets(stage, start, 0)
             if start < end:
                 net.fit(train, validation_data=val, initial_epoch=start, epochs=end,
                         steps_per_epoch=stage.steps_per_epoch, callbacks=listed, verbose=self.verbose,
-                        shuffle=False)
+                        shuffle=False, validation_steps=self._val_steps)
+
+    @property
+    def _val_steps(self) -> int | None:
+        """Batches of val in each evaluation: all (None), or the first runtime.val_steps."""
+        return self.config.runtime.val_steps or None
 
     def final_evaluation(self, net, state: TrainingState) -> dict:
         """Top-1/top-5 on val at the final resolution with the last weights, saved as final.json."""
@@ -182,7 +187,8 @@ class Trainer:
             val = self.runtime.distribute(lambda context: dataset.build(final, spec, context)[0])
             # plain and with each image averaged with its mirror (flip test-time augmentation): three
             # forward passes over val, every real example counted once (the padding's weight is 0)
-            scores = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing)
+            scores = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing,
+                                       steps=self._val_steps)
         result = {"resolution": final.resolution, "val_accuracy": scores["accuracy"],
                   "val_top5": scores["top5"], "val_loss": scores["loss"],
                   "val_accuracy_tta": scores["accuracy_tta"], "val_top5_tta": scores["top5_tta"],
