@@ -145,4 +145,5 @@ def test_the_notebook_runs_as_a_tpu_runtime_on_the_jax_backend(tmp_path, source_
     assert final["backend"] == "jax" and 0.0 <= final["val_accuracy"] <= 1.0
     assert (run / "report.png").stat().st_size > 1000 and (run / "analysis" / "most_wrong.png").stat().st_size > 1000
     assert "GPU runtime only: skipped" in everything
+    assert re.search(r"hard_examples.txt \(\d+ of (500|400) training images\)", everything)  # the quick analysis
     assert not (tmp_path / "runs" / "quick" / "resnet34").exists()
