@@ -170,14 +170,18 @@ def test_hard_examples_among_the_first_training_images_are_the_highest_losses_th
             if not line.startswith("#")]
     assert [name for name, _ in hard] == expected
     np.testing.assert_allclose([float(loss) for _, loss in hard], np.sort(losses)[::-1][:5], rtol=1e-3)
-    assert run_tool("analyze", "--data", out, "--run-dir", run, "--train-images", "-1").returncode == 2
+    for option in ("--train-images", "--hard-count"):
+        refused = run_tool("analyze", "--data", out, "--run-dir", run, option, "-1")
+        assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].endswith(
+            f"error: {option} -1: expected 0 (the default) or a positive count"), refused.stderr
 
 
 @pytest.mark.slow
-def test_an_analysis_made_of_the_same_inputs_is_reported_not_repeated(converted, trained_run, tmp_path):
+def test_an_analysis_made_of_the_same_inputs_is_reported_not_repeated(converted, trained_run, tmp_path,
+                                                                     monkeypatch):
     """A notebook run twice analysed the same best.keras again (minutes of forward passes): the same
     model, records and options now find the analysis up to date and leave its files alone; another
-    option, --force, another best.keras or a damaged summary analyse again."""
+    option, --force, another best.keras, a damaged summary or an analysis cut short analyse again."""
     out = converted[0]
     run = str(tmp_path / "run")
     shutil.copytree(trained_run, run)
@@ -209,4 +213,13 @@ def test_an_analysis_made_of_the_same_inputs_is_reported_not_repeated(converted,
     assert "wrote " in analyse("--hard-count", "3")
     with open(os.path.join(folder, "summary.json"), "w") as handle:
         handle.write("{not json")
+    assert "wrote " in analyse("--hard-count", "3")
+    # an analysis cut short (here in the pass over the training images, after the val files) leaves no
+    # summary.json: none vouches for a mix of old and new files, and the next run analyses again
+    monkeypatch.setattr(analysis, "hard_examples", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("cut")))
+    with pytest.raises(OSError, match="cut"):
+        analysis.analyze(out, run, analysis.Options(resolution=32, batch_size=16, hard_count=4, train_images=20),
+                         log=lambda *_: None)
+    assert not os.path.exists(os.path.join(folder, "summary.json"))
+    monkeypatch.undo()
     assert "wrote " in analyse("--hard-count", "3")

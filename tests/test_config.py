@@ -111,3 +111,11 @@ def test_a_run_begun_before_a_setting_existed_resumes_and_a_real_change_is_refus
     checkpoint_with(quick)
     with pytest.raises(UserError, match=r"runtime.steps_per_epoch: 2 -> 0"):
         resume.check(run, config)
+    del older["runtime"]["val_steps"]  # begun before runtime.val_steps: the whole val split, as now
+    checkpoint_with(older)
+    assert resume.check(run, config)[1] == {}
+    quick["runtime"]["steps_per_epoch"] = 0
+    quick["runtime"]["val_steps"] = 2  # best.keras was chosen on 2 val batches
+    checkpoint_with(quick)
+    with pytest.raises(UserError, match=r"runtime.val_steps: 2 -> 0"):
+        resume.check(run, config)

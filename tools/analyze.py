@@ -45,14 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.eval_resolution is not None and args.eval_resolution < 1:
         parser.error(f"--eval-resolution {args.eval_resolution}: expected a positive number of pixels")
-    if args.train_images < 0:
-        parser.error(f"--train-images {args.train_images}: expected 0 (all) or a positive count")
+    for option, value in (("--train-images", args.train_images), ("--hard-count", args.hard_count)):
+        if value < 0:
+            parser.error(f"{option} {value}: expected 0 (the default) or a positive count")
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend
     from training import analysis  # after the backend is chosen
 
-    options = analysis.Options(args.resolution, args.eval_resolution, args.batch_size, args.hard_count,
-                               args.train_images)
+    options = analysis.Options(resolution=args.resolution, eval_resolution=args.eval_resolution,
+                               batch_size=args.batch_size, hard_count=args.hard_count, train_images=args.train_images)
     analysis.analyze(args.data, args.run_dir, options, force=args.force)
     return 0
 

@@ -205,6 +205,7 @@ def analyze(data: str, run_dir: str, options: Options = Options(), log=print, fo
         if made:
             log(f"already analysed: {run.analysis}/ is up to date with best.keras, the records and these options "
                 f"(val top-1 {made['top1']:.4f}, with flip TTA {made['top1_tta']:.4f}; --force analyses again)")
+            _log_experiment(made, log)
             return {**made, "out": run.analysis, "up_to_date": True}
         return _analyze(folder, run, options, inputs, log)
 
@@ -230,6 +231,9 @@ def analysis_made_of(run: RunDir, inputs: dict) -> dict | None:
 def _analyze(folder, run: RunDir, options: Options, inputs: dict, log) -> dict:
     batch_size, classes, resolution = options.batch_size, inputs["classes"], inputs["resolution"]
     net = load_model(run.path)
+    summary_path = posixpath.join(run.analysis, "summary.json")
+    if files.gfile().exists(summary_path):  # gone until every new file is written: an analysis cut
+        files.gfile().remove(summary_path)  # short leaves no summary vouching for a mix of old and new
     seen = predict(net, folder.split("val", classes), batch_size, resize_to=resolution, mirror=True, keep_images=True)
     probabilities, labels, names, info = seen.probabilities, seen.labels, seen.names, seen.info
     wnids = [c["wnid"] for c in info.classes]
@@ -262,13 +266,11 @@ def _analyze(folder, run: RunDir, options: Options, inputs: dict, log) -> dict:
     _write(out, "hard_examples.txt",
            "# training images with the highest loss (filename<TAB>loss); use as augment.hard_examples\n"
            + "".join(f"{name}\t{loss:.4f}\n" for name, loss in hard))
-    _write(out, "summary.json", json.dumps(summary, indent=1))  # last: its inputs vouch for every file
+    _write(out, "summary.json", json.dumps(summary, indent=1))  # last: its inputs vouch for the files before it
     log(f"val at {resolution}px (from the {folder.resolution}px records): top-1 {summary['top1']:.4f}, "
         f"top-5 {summary['top5']:.4f}; with flip TTA top-1 {summary['top1_tta']:.4f}, "
         f"top-5 {summary['top5_tta']:.4f} ({summary['num_examples']} images)")
-    if summary["rules_broken"]:
-        log(f"EXPERIMENT: this run breaks {len(summary['rules_broken'])} course rule(s): "
-            + "; ".join(summary["rules_broken"]))
+    _log_experiment(summary, log)
     log("worst classes: " + ", ".join(f"{words[i].split(',')[0]} {accuracy[i]:.0%}" for i in order[:5]))
     if pairs:
         log("most confused: " + ", ".join(f"{words[t].split(',')[0]} -> {words[g].split(',')[0]} ({n})"
@@ -277,6 +279,12 @@ def _analyze(folder, run: RunDir, options: Options, inputs: dict, log) -> dict:
         f"({len(hard)} of {scanned} training images)")
     return {**summary, "per_class": {wnids[i]: float(accuracy[i]) for i in range(len(wnids))},
             "confusions": pairs, "hard_examples": hard, "out": out}
+
+
+def _log_experiment(summary: dict, log) -> None:
+    if summary.get("rules_broken"):
+        log(f"EXPERIMENT: this run breaks {len(summary['rules_broken'])} course rule(s): "
+            + "; ".join(summary["rules_broken"]))
 
 
 def hard_examples(net, folder, batch_size: int, classes, count: int, resize_to: int | None = None, limit: int = 0):

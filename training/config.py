@@ -65,7 +65,8 @@ class RuntimeSettings:
     cache: str = "auto"  # auto (decoded train split in RAM when it takes <= 1/4 of it) | true | false
     deterministic: bool = False  # op determinism: reproducible to the last bit, slower
     steps_per_epoch: int = 0  # 0: whole epochs; N: at most N steps an epoch (a quick check, not a result)
-    val_steps: int = 0  # 0: the whole val split; N: its first N batches in each evaluation (a quick check)
+    val_steps: int = 0  # 0: the whole val split; N: the batches of its first N steps, in every evaluation (a quick
+    # check, not a result; under several JAX processes N batches of each process's share)
 
 
 @dataclasses.dataclass
@@ -116,8 +117,10 @@ class Config:
 # Settings a resumed run must keep: the checkpoint's weights, optimizer slots, place in the
 # schedule and data order belong to them. Anything else (augmentation, label smoothing, weight
 # decay, runtime) may change between sessions; the change is shown and kept in the run directory.
-# runtime.steps_per_epoch sets where the epochs and stages begin in steps, so it stays too.
-FIXED_ON_RESUME = ("model", "stages", "schedule", "seed", "classes", "optimizer.name", "runtime.steps_per_epoch")
+# runtime.steps_per_epoch sets where the epochs and stages begin in steps, so it stays too, and
+# runtime.val_steps what the best epoch's val accuracy (best.keras) was measured on.
+FIXED_ON_RESUME = ("model", "stages", "schedule", "seed", "classes", "optimizer.name", "runtime.steps_per_epoch",
+                   "runtime.val_steps")
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:

@@ -8,10 +8,10 @@ every real example counts exactly once in both. Keras layers and `keras.ops` onl
 runs under TensorFlow and JAX, and under a tf.distribute strategy when the wrapper is built and
 compiled in its scope (pass `scope=runtime.scope`) and `dataset` is the distributed dataset.
 
-The trainer calls, in `Trainer.final_evaluation`, on the same distributed val dataset:
+The trainer's final evaluation (`Trainer.final_evaluation`) is this, on the distributed val dataset:
 
-    tta = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing)
-    result["val_accuracy_tta"], result["val_top5_tta"] = tta["accuracy_tta"], tta["top5_tta"]
+    scores = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing)
+    result["val_accuracy"], result["val_accuracy_tta"] = scores["accuracy"], scores["accuracy_tta"]  # ...
 """
 
 from __future__ import annotations
@@ -77,20 +77,19 @@ def _compiled(model, num_classes: int, label_smoothing: float):
     return model
 
 
-def scores(net, dataset, scope=None, label_smoothing: float = 0.0, steps: int | None = None) -> dict:
+def scores(net, dataset, scope=None, label_smoothing: float = 0.0) -> dict:
     """{loss, accuracy, top5} of `net` on `dataset` and {accuracy_tta, top5_tta} of the flip
     average, as floats: each a mean over the real examples (weight-0 padding left out).
 
     `dataset` yields (uint8 images, one-hot labels[, sample weights]), plain or distributed;
     `scope` is a context manager factory (e.g. `strategy.scope`) under which the evaluation models
     are built and compiled (default: none); `label_smoothing`, as in training, affects the loss
-    only; `steps`: only the first that many batches (default: all). `net`'s own compile state is
-    left alone."""
+    only. `net`'s own compile state is left alone."""
     num_classes = int(net.outputs[0].shape[-1])
     with (scope or contextlib.nullcontext)():
         direct = _compiled(plain(net), num_classes, label_smoothing)
         averaged = _compiled(with_flip_average(net), num_classes, label_smoothing)
-    once = direct.evaluate(dataset, verbose=0, return_dict=True, steps=steps)
-    both = averaged.evaluate(dataset, verbose=0, return_dict=True, steps=steps)
+    once = direct.evaluate(dataset, verbose=0, return_dict=True)
+    both = averaged.evaluate(dataset, verbose=0, return_dict=True)
     return {"loss": float(once["cross_entropy"]), "accuracy": float(once["accuracy"]), "top5": float(once["top5"]),
             "accuracy_tta": float(both["accuracy"]), "top5_tta": float(both["top5"])}

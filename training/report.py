@@ -57,11 +57,9 @@ def lines(path: str) -> list[str]:
                     f"{_percent(final.get('val_accuracy_tta'))}, top-5 {_percent(final.get('val_top5_tta'))}")
     text.append(f"best val top-1: {_percent(best_accuracy)} at epoch {best_epoch if best_epoch else '-'}")
     runtime = run.config.get("runtime") or {}
-    if runtime.get("steps_per_epoch") or runtime.get("val_steps"):
-        text.append("QUICK CHECK: " + ", ".join(
-            f"{runtime[key]} {what} (runtime.{key})" for key, what in (("steps_per_epoch", "steps an epoch"),
-                                                                     ("val_steps", "val batches an evaluation"))
-            if runtime.get(key)) + ", not a result")
+    quick = [f"runtime.{key} = {runtime[key]}" for key in ("steps_per_epoch", "val_steps") if runtime.get(key)]
+    if quick:
+        text.append(f"QUICK CHECK ({', '.join(quick)}): not a result")
     named = augmentations(run.config)
     text.append(f"augmentations ({len(named)} variants):")
     text += [f"  {line}" for line in named]

@@ -27,6 +27,11 @@ from training.run_lock import lock_guard
 from training.runtime import Runtime
 
 
+def _batches_a_step(context) -> int:
+    """Batches a step takes from one worker's pipeline: one per replica it feeds."""
+    return context.num_replicas_in_sync // context.num_input_pipelines if context else 1
+
+
 class Trainer:
     """Builds, fits and evaluates a run `training.preparation.prepare` prepared (and releases)."""
 
@@ -68,13 +73,11 @@ class Trainer:
 
         def train(context):
             ds, _ = dataset.build(stage.train, train_spec, context)
-            # A step takes one batch per replica from its worker's pipeline.
-            per_step = context.num_replicas_in_sync // context.num_input_pipelines if context else 1
-            ds = ds.skip(skip_batches * per_step) if skip_batches else ds
+            ds = ds.skip(skip_batches * _batches_a_step(context)) if skip_batches else ds
             return wait_meter.metered(ds, self.input_wait) if self.input_wait else ds
 
         def val(context):
-            return dataset.build(stage.val, val_spec, context)[0]
+            return self._first_val_batches(dataset.build(stage.val, val_spec, context)[0], context)
 
         return self.runtime.distribute(train), self.runtime.distribute(val)
 
@@ -164,31 +167,34 @@ class Trainer:
             if skip:  # finish the epoch a timer checkpoint interrupted, then carry on normally
                 net.fit(train, validation_data=val, initial_epoch=start, epochs=start + 1,
                         steps_per_epoch=stage.steps_per_epoch - skip, callbacks=listed, verbose=self.verbose,
-                        shuffle=False, validation_steps=self._val_steps)
+                        shuffle=False)
                 start += 1
                 if start < end:
                     train, val = self._datasets(stage, start, 0)
             if start < end:
                 net.fit(train, validation_data=val, initial_epoch=start, epochs=end,
                         steps_per_epoch=stage.steps_per_epoch, callbacks=listed, verbose=self.verbose,
-                        shuffle=False, validation_steps=self._val_steps)
+                        shuffle=False)
 
-    @property
-    def _val_steps(self) -> int | None:
-        """Batches of val in each evaluation: all (None), or the first runtime.val_steps."""
-        return self.config.runtime.val_steps or None
+    def _first_val_batches(self, ds, context):
+        """A val pipeline whole, or with runtime.val_steps its batches of that many first steps: the
+        same batches in every evaluation of every epoch and session (Keras's `validation_steps`
+        would carry on where the last evaluation stopped)."""
+        steps = self.config.runtime.val_steps
+        return ds.take(steps * _batches_a_step(context)) if steps else ds
 
     def final_evaluation(self, net, state: TrainingState) -> dict:
-        """Top-1/top-5 on val at the final resolution with the last weights, saved as final.json."""
+        """Top-1/top-5 on val (its first batches with runtime.val_steps) at the final resolution with
+        the last weights, saved as final.json."""
         final = self.prepared.final
         spec = self._evaluation_spec(self.stages[-1].batch_size)
         started = time.monotonic()
         with naming_corrupt_shards(final):
-            val = self.runtime.distribute(lambda context: dataset.build(final, spec, context)[0])
+            val = self.runtime.distribute(
+                lambda context: self._first_val_batches(dataset.build(final, spec, context)[0], context))
             # plain and with each image averaged with its mirror (flip test-time augmentation): three
             # forward passes over val, every real example counted once (the padding's weight is 0)
-            scores = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing,
-                                       steps=self._val_steps)
+            scores = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing)
         result = {"resolution": final.resolution, "val_accuracy": scores["accuracy"],
                   "val_top5": scores["top5"], "val_loss": scores["loss"],
                   "val_accuracy_tta": scores["accuracy_tta"], "val_top5_tta": scores["top5_tta"],
