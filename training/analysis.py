@@ -213,10 +213,14 @@ def analyze(data: str, run_dir: str, options: Options = Options(), log=print, fo
 OUTPUTS = ("summary.json", "per_class.csv", "confusions.csv", "most_wrong.png", "hard_examples.txt")
 
 
+def _summary_path(run: RunDir) -> str:
+    return posixpath.join(run.analysis, "summary.json")
+
+
 def analysis_made_of(run: RunDir, inputs: dict) -> dict | None:
     """The summary of the run's analysis when it was made of exactly `inputs` and all its files are
     there (summary.json is written last), else None."""
-    summary_path = posixpath.join(run.analysis, "summary.json")
+    summary_path = _summary_path(run)
     if not files.gfile().exists(summary_path):
         return None
     try:
@@ -231,9 +235,8 @@ def analysis_made_of(run: RunDir, inputs: dict) -> dict | None:
 def _analyze(folder, run: RunDir, options: Options, inputs: dict, log) -> dict:
     batch_size, classes, resolution = options.batch_size, inputs["classes"], inputs["resolution"]
     net = load_model(run.path)
-    summary_path = posixpath.join(run.analysis, "summary.json")
-    if files.gfile().exists(summary_path):  # gone until every new file is written: an analysis cut
-        files.gfile().remove(summary_path)  # short leaves no summary vouching for a mix of old and new
+    if files.gfile().exists(_summary_path(run)):  # gone until every new file is written: an analysis
+        files.gfile().remove(_summary_path(run))  # cut short leaves no summary vouching for old and new
     seen = predict(net, folder.split("val", classes), batch_size, resize_to=resolution, mirror=True, keep_images=True)
     probabilities, labels, names, info = seen.probabilities, seen.labels, seen.names, seen.info
     wnids = [c["wnid"] for c in info.classes]
@@ -275,8 +278,7 @@ def _analyze(folder, run: RunDir, options: Options, inputs: dict, log) -> dict:
     if pairs:
         log("most confused: " + ", ".join(f"{words[t].split(',')[0]} -> {words[g].split(',')[0]} ({n})"
                                           for t, g, n in pairs[:5]))
-    log(f"wrote {out}/: summary.json, per_class.csv, confusions.csv, most_wrong.png, hard_examples.txt "
-        f"({len(hard)} of {scanned} training images)")
+    log(f"wrote {out}/: {', '.join(OUTPUTS)} ({len(hard)} of {scanned} training images)")
     return {**summary, "per_class": {wnids[i]: float(accuracy[i]) for i in range(len(wnids))},
             "confusions": pairs, "hard_examples": hard, "out": out}
 

@@ -76,10 +76,19 @@ class Trainer:
             ds = ds.skip(skip_batches * _batches_a_step(context)) if skip_batches else ds
             return wait_meter.metered(ds, self.input_wait) if self.input_wait else ds
 
-        def val(context):
-            return self._first_val_batches(dataset.build(stage.val, val_spec, context)[0], context)
+        return self.runtime.distribute(train), self._val(stage.val, val_spec)
 
-        return self.runtime.distribute(train), self.runtime.distribute(val)
+    def _val(self, split, spec: InputSpec):
+        """A val split for `fit` or `evaluate`: whole, or with runtime.val_steps the batches of its
+        first that many steps: the same batches in every evaluation of every epoch and session
+        (Keras's `validation_steps` may carry on where the last evaluation stopped)."""
+        steps = self.config.runtime.val_steps
+
+        def make(context):
+            ds = dataset.build(split, spec, context)[0]
+            return ds.take(steps * _batches_a_step(context)) if steps else ds
+
+        return self.runtime.distribute(make)
 
     # -- the run ----------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict | None:
@@ -176,13 +185,6 @@ class Trainer:
                         steps_per_epoch=stage.steps_per_epoch, callbacks=listed, verbose=self.verbose,
                         shuffle=False)
 
-    def _first_val_batches(self, ds, context):
-        """A val pipeline whole, or with runtime.val_steps its batches of that many first steps: the
-        same batches in every evaluation of every epoch and session (Keras's `validation_steps`
-        would carry on where the last evaluation stopped)."""
-        steps = self.config.runtime.val_steps
-        return ds.take(steps * _batches_a_step(context)) if steps else ds
-
     def final_evaluation(self, net, state: TrainingState) -> dict:
         """Top-1/top-5 on val (its first batches with runtime.val_steps) at the final resolution with
         the last weights, saved as final.json."""
@@ -190,8 +192,7 @@ class Trainer:
         spec = self._evaluation_spec(self.stages[-1].batch_size)
         started = time.monotonic()
         with naming_corrupt_shards(final):
-            val = self.runtime.distribute(
-                lambda context: self._first_val_batches(dataset.build(final, spec, context)[0], context))
+            val = self._val(final, spec)
             # plain and with each image averaged with its mirror (flip test-time augmentation): three
             # forward passes over val, every real example counted once (the padding's weight is 0)
             scores = evaluation.scores(net, val, scope=self.runtime.scope, label_smoothing=self.config.label_smoothing)
