@@ -15,6 +15,7 @@ from tests import compile_cache
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 compile_cache.share()  # before TensorFlow starts: one XLA compilation cache for the run (tests/compile_cache.py)
+compile_cache.compile_fast()  # XLA without LLVM's optimisations: the tests' programs compile, then run briefly
 
 from common import files  # noqa: E402
 from pipeline import synthetic  # noqa: E402

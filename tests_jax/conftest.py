@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tests import compile_cache  # noqa: E402
 
 compile_cache.share()  # TensorFlow's XLA cache (the policy's compilation) for the run and its processes
+compile_cache.compile_fast()  # XLA without LLVM's optimisations: the tests' programs compile, then run briefly
 
 import jax  # noqa: E402
 import keras  # noqa: E402
