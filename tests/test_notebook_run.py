@@ -23,6 +23,7 @@ import nbformat
 import pytest
 
 from pipeline import synthetic
+from tests import compile_cache
 from tests.conftest import ROOT
 
 NOTEBOOK = os.path.join(ROOT, "notebooks", "colab.ipynb")
@@ -67,7 +68,8 @@ def execute(folder, runtime: str, source: str) -> list[str]:
     notebook.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(injected))
     client = nbclient.NotebookClient(notebook, timeout=1200, kernel_name="python3",
                                      resources={"metadata": {"path": str(folder)}})
-    client.execute()  # raises CellExecutionError, naming the cell, when any cell fails
+    with compile_cache.optimised():  # the kernel compiles as Colab's does (tests/compile_cache.py)
+        client.execute()  # raises CellExecutionError, naming the cell, when any cell fails
     record_cell_times(notebook, folder / f"cell_seconds_{runtime}.json")
     texts = []
     for cell in notebook.cells:
