@@ -188,12 +188,37 @@ def test_sigkill_mid_epoch_in_float16_then_restart_matches_an_uninterrupted_run(
 
 @pytest.mark.slow
 def test_two_replicas_on_logical_cpus(records, tmp_path):
+    """Two replicas train every step; with runtime.val_steps = 1 each evaluation scores the first
+    step of val and nothing else, though the replicas take their halves of it from one input
+    pipeline. Worked by hand: 80 val images at 16 a replica are 5 batches, which two replicas
+    cannot share, so val's batches are 15 (6 batches; dataset._even_eval_batch) and one step is the
+    first 30 images. numpy scores them with best.keras: its epoch's row must agree (the accuracy
+    exactly; the loss to 1%, as each replica normalises with BatchNorm moving statistics of its own
+    under MirroredStrategy, and best.keras holds their mean), and the final evaluation, with the
+    weights of the last epoch, must score what the last row scored."""
+    from tests.conftest import build_split
+    from training import analysis
+
     run_dir = str(tmp_path / "mirrored")
-    result = train(records, run_dir, config_file(tmp_path, [(32, 2, 32)], model=SMALL_RESNET), "--cpu-replicas", "2")
+    config = config_file(tmp_path, [(32, 2, 32)], "[runtime]\nval_steps = 1\n", model=SMALL_RESNET)
+    result = train(records, run_dir, config, "--cpu-replicas", "2")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 replica(s)" in result.stdout
-    assert [r["epoch"] for r in log_rows(run_dir)] == ["1", "2"]
-    assert weights(run_dir)[1]["global_step"] == 2 * 10
+    rows, state = log_rows(run_dir), weights(run_dir)[1]
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert state["global_step"] == 2 * 10
+    (images, labels), = [(i.numpy(), b.numpy().argmax(1))
+                         for i, b in build_split(records, "val", 32, 80, training=False)[0]]  # all 80, in order
+    probabilities = np.asarray(analysis.load_model(run_dir).predict(images, verbose=0), np.float64)
+    losses = -np.log(probabilities[np.arange(labels.size), labels])
+    hits = probabilities.argmax(1) == labels
+    assert min(abs(hits[:30].mean() - hits[:n].mean()) for n in (32, 80)) > 1e-3  # 30 images tell apart
+    best = rows[state["best_epoch"] - 1]
+    assert float(best["val_accuracy"]) == pytest.approx(hits[:30].mean(), abs=1e-5)
+    assert float(best["val_loss"]) == pytest.approx(losses[:30].mean(), rel=1e-2)
+    final = json.load(open(os.path.join(run_dir, "final.json")))
+    assert final["val_accuracy"] == pytest.approx(float(rows[-1]["val_accuracy"]), abs=1e-5)
+    assert final["val_loss"] == pytest.approx(float(rows[-1]["val_loss"]), rel=1e-4)
 
 
 def free_ports(count):
