@@ -45,9 +45,9 @@ def share() -> None:
 
 def compile_fast() -> None:
     """XLA_FLAGS (before TensorFlow or JAX starts) with `FAST` added, for this process and the
-    processes it starts (see the module's docstring)."""
+    processes it starts (see the module's docstring), unless the caller set a level of their own."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if FAST not in flags:
+    if FAST.split("=")[0] not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {FAST}".strip()
 
 
