@@ -17,7 +17,10 @@ training 3 epochs took 42 s, 29 s with it (every eager JAX op, a weight initiali
 update, is a small XLA program of its own). Nothing a test checks depends on how fast the code
 runs; the numbers differ from optimised code's in the last bits only, and a test comparing two
 runs compares two compiled alike. The notebook's kernel is started without it (`optimised`): it
-runs as on Colab, and its minutes of augmenting real images took 11 instead of 9 with it.
+runs as on Colab, and its minutes of augmenting real images took 11 instead of 9 with it. (The
+on-disk cache's key is the HLO, not the flags: the notebook's pytest run, `make test-colab`, has a
+cache folder of its own, which only its kernels fill.) `xla_flags` gives a process started with an
+environment of its own the same level.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import shutil
 import tempfile
 
 FLAG = "--tf_xla_persistent_cache_directory"
-FAST = "--xla_backend_optimization_level=0"
+LEVEL = "--xla_backend_optimization_level"
+FAST = f"{LEVEL}=0"
 
 
 def share() -> None:
@@ -47,8 +51,15 @@ def compile_fast() -> None:
     """XLA_FLAGS (before TensorFlow or JAX starts) with `FAST` added, for this process and the
     processes it starts (see the module's docstring), unless the caller set a level of their own."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if FAST.split("=")[0] not in flags:
+    if LEVEL not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {FAST}".strip()
+
+
+def xla_flags(*extra: str) -> str:
+    """XLA_FLAGS for a process given an environment of its own: this run's optimisation level (the
+    caller's, or `FAST`) and `extra`, and nothing else of the caller's (a device count, say)."""
+    level = [flag for flag in os.environ.get("XLA_FLAGS", "").split() if flag.startswith(LEVEL)] or [FAST]
+    return " ".join([*level, *extra])
 
 
 @contextlib.contextmanager

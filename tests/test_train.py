@@ -137,9 +137,9 @@ def test_sigkill_mid_epoch_in_float16_then_restart_matches_an_uninterrupted_run(
     # Deterministic ops and a checkpoint timer of ~0.1 s, so the kill lands after a mid-epoch save;
     # mixed float16, so that the checkpoint also carries the loss-scale wrapper's state through the
     # kill. float16 convolutions on a CPU are emulated (3 s a step for resnet_tiny): a ResNet of two
-    # narrow blocks and 8 steps an epoch (runtime.steps_per_epoch); two stages, so that the resumed
-    # run also crosses a stage boundary.
-    steps = 8
+    # narrow blocks and 12 steps an epoch (runtime.steps_per_epoch); two stages, so that the resumed
+    # run finishes the cut epoch and then crosses a stage boundary.
+    steps = 12
     config = config_file(tmp_path, [(32, 2, 16), (48, 1, 16)],
                          '[runtime]\ndeterministic = true\ncheckpoint_minutes = 0.002\n'
                          f'mixed_precision = "mixed_float16"\nsteps_per_epoch = {steps}\n', model=SMALL_RESNET)
@@ -151,28 +151,29 @@ def test_sigkill_mid_epoch_in_float16_then_restart_matches_an_uninterrupted_run(
     deadline = time.time() + 300
     state_path = os.path.join(killed, "state.json")
     while time.time() < deadline and process.poll() is None:
-        if os.path.exists(state_path):
-            try:
-                state = json.load(open(state_path))
-            except json.JSONDecodeError:
-                continue
-            if state["epoch"] >= 1 and state.get("batch", 0) >= 3:
+        try:
+            state = json.load(open(state_path))
+            if state["epoch"] >= 1 and state.get("batch", 0) >= 3:  # a timer checkpoint in epoch 2
                 break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before the kill"
+    assert time.time() < deadline, "no checkpoint in epoch 2 within 300 s"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     output = reference.communicate(timeout=300)[0]  # (read to its end: a full pipe would stall it)
     assert reference.returncode == 0, output[-3000:]
     interrupted_at = json.load(open(state_path))
-    assert interrupted_at["epoch"] < 3
-    first_session_steps = interrupted_at["epoch"] * steps + interrupted_at.get("batch", 0)
+    assert interrupted_at["epoch"] == 1 and 3 <= interrupted_at["batch"] < steps, interrupted_at  # mid-epoch
     resumed = train(records, killed, config)
     assert resumed.returncode == 0, resumed.stdout[-3000:]
-    assert "resuming" in resumed.stdout
+    assert f"resuming {killed}: 1 epochs done and {interrupted_at['batch']} batches of the next" in resumed.stdout
     rows_clean, rows_killed = log_rows(clean), log_rows(killed)
     assert [r["epoch"] for r in rows_killed] == ["1", "2", "3"]
     assert [r["lr"] for r in rows_killed] == [r["lr"] for r in rows_clean]
+    for killed_row, clean_row in zip(rows_killed, rows_clean, strict=True):  # (float16 forward passes: to 1e-3)
+        assert float(killed_row["val_loss"]) == pytest.approx(float(clean_row["val_loss"]), rel=1e-3), killed_row
     (clean_arrays, clean_state), (killed_arrays, killed_state) = checkpoint_arrays(clean), checkpoint_arrays(killed)
     assert killed_state["global_step"] == clean_state["global_step"] == 3 * steps
     # every array equal, and as many: weights (w), optimizer variables (o), the loss scale's (s)
@@ -183,7 +184,8 @@ def test_sigkill_mid_epoch_in_float16_then_restart_matches_an_uninterrupted_run(
     # the wrapper's step counter ran through both sessions (less any reset by an overflow, the same
     # in both runs): past what the killed session had done
     counter = clean_state["loss_scale_variables"].index("step_counter")
-    assert int(killed_arrays[f"s{counter:05d}"]) == int(clean_arrays[f"s{counter:05d}"]) > first_session_steps
+    first_session = steps + interrupted_at["batch"]
+    assert int(killed_arrays[f"s{counter:05d}"]) == int(clean_arrays[f"s{counter:05d}"]) > first_session
 
 
 @pytest.mark.slow
@@ -192,15 +194,18 @@ def test_two_replicas_on_logical_cpus(records, tmp_path):
     step of val and nothing else, though the replicas take their halves of it from one input
     pipeline. Worked by hand: 80 val images at 16 a replica are 5 batches, which two replicas
     cannot share, so val's batches are 15 (6 batches; dataset._even_eval_batch) and one step is the
-    first 30 images. numpy scores them with best.keras: its epoch's row must agree (the accuracy
-    exactly; the loss to 1%, as each replica normalises with BatchNorm moving statistics of its own
-    under MirroredStrategy, and best.keras holds their mean), and the final evaluation, with the
-    weights of the last epoch, must score what the last row scored."""
+    first 30 images. numpy scores them with best.keras: its epoch's row must agree with those 30
+    and with none of the counts a wrong take would score (15: one batch; 32: the plain batch; 60:
+    two steps; 80: all). To one prediction and 1% of the loss: under MirroredStrategy each replica
+    keeps BatchNorm moving statistics of its own, and best.keras holds replica 0's, so images 15-29
+    are scored with replica 1's in the row. The final evaluation, with the weights of the last
+    epoch, must score exactly what the last row scored."""
     from tests.conftest import build_split
     from training import analysis
 
     run_dir = str(tmp_path / "mirrored")
-    config = config_file(tmp_path, [(32, 2, 32)], "[runtime]\nval_steps = 1\n", model=SMALL_RESNET)
+    config = config_file(tmp_path, [(32, 2, 32)], "[runtime]\ndeterministic = true\nval_steps = 1\n",
+                         model=SMALL_RESNET)
     result = train(records, run_dir, config, "--cpu-replicas", "2")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 replica(s)" in result.stdout
@@ -212,10 +217,14 @@ def test_two_replicas_on_logical_cpus(records, tmp_path):
     probabilities = np.asarray(analysis.load_model(run_dir).predict(images, verbose=0), np.float64)
     losses = -np.log(probabilities[np.arange(labels.size), labels])
     hits = probabilities.argmax(1) == labels
-    assert min(abs(hits[:30].mean() - hits[:n].mean()) for n in (32, 80)) > 1e-3  # 30 images tell apart
     best = rows[state["best_epoch"] - 1]
-    assert float(best["val_accuracy"]) == pytest.approx(hits[:30].mean(), abs=1e-5)
-    assert float(best["val_loss"]) == pytest.approx(losses[:30].mean(), rel=1e-2)
+
+    def agrees(count):
+        return (abs(float(best["val_accuracy"]) - hits[:count].mean()) <= 1 / 30 + 1e-6
+                and float(best["val_loss"]) == pytest.approx(losses[:count].mean(), rel=1e-2))
+
+    assert agrees(30), (best, losses[:30].mean(), hits[:30].mean())
+    assert not any(agrees(count) for count in (15, 32, 60, 80)), best
     final = json.load(open(os.path.join(run_dir, "final.json")))
     assert final["val_accuracy"] == pytest.approx(float(rows[-1]["val_accuracy"]), abs=1e-5)
     assert final["val_loss"] == pytest.approx(float(rows[-1]["val_loss"]), rel=1e-4)

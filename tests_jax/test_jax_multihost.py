@@ -34,7 +34,7 @@ ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BAC
        "JAX_PLATFORMS": "cpu"}
 for _name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     ENV.pop(_name, None)
-ENV["XLA_FLAGS"] = compile_cache.FAST  # and no device count of the caller's: --cpu-replicas sets it
+ENV["XLA_FLAGS"] = compile_cache.xla_flags()  # and no device count of the caller's: --cpu-replicas sets it
 # one 32 px stage of batch 16 (4 devices: 4 a device), 192 training images in 2 shards: 12 steps; a
 # ResNet of two narrow blocks (what is tested is how the processes train together, not the network)
 SETTINGS = [f"model={SMALL_RESNET}", "stages.0.batch_size=16",

@@ -135,7 +135,7 @@ def test_two_device_data_parallel_on_cpu_equals_one_device(records, tmp_path, ca
     """DataParallel splits every batch over the devices and reduces the gradients (and the batch
     norms' statistics) over all of them: the same arithmetic as one device with the whole batch."""
     config = config_file(tmp_path, [(32, 2, 32)], "[runtime]\ndeterministic = true\n", model=SMALL_RESNET)
-    env = {**ENV, "XLA_FLAGS": f"{compile_cache.FAST} --xla_force_host_platform_device_count=2"}
+    env = {**ENV, "XLA_FLAGS": compile_cache.xla_flags("--xla_force_host_platform_device_count=2")}
     run_dir, single = str(tmp_path / "dp"), str(tmp_path / "single")
     # A gentle learning rate: at the recipe's peak the float-level differences of a split reduction
     # grow chaotically (measured: equal losses to 4e-4 after one epoch, 2% apart after two).
