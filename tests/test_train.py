@@ -137,8 +137,10 @@ def test_sigkill_mid_epoch_in_float16_then_restart_matches_an_uninterrupted_run(
     # Deterministic ops and a checkpoint timer of ~0.1 s, so the kill lands after a mid-epoch save;
     # mixed float16, so that the checkpoint also carries the loss-scale wrapper's state through the
     # kill. float16 convolutions on a CPU are emulated (3 s a step for resnet_tiny): a ResNet of two
-    # narrow blocks and 12 steps an epoch (runtime.steps_per_epoch); two stages, so that the resumed
-    # run finishes the cut epoch and then crosses a stage boundary.
+    # narrow blocks and 12 steps an epoch (runtime.steps_per_epoch). The killed run is resumed for
+    # one epoch (--stop-after 1: it finishes the cut epoch and stops cleanly), then a third session
+    # trains the second stage from its first epoch: three sessions that must add up, to the last
+    # bits, to the uninterrupted run, which crossed the stage boundary without stopping.
     steps = 12
     config = config_file(tmp_path, [(32, 2, 16), (48, 1, 16)],
                          '[runtime]\ndeterministic = true\ncheckpoint_minutes = 0.002\n'
@@ -166,9 +168,13 @@ def test_sigkill_mid_epoch_in_float16_then_restart_matches_an_uninterrupted_run(
     assert reference.returncode == 0, output[-3000:]
     interrupted_at = json.load(open(state_path))
     assert interrupted_at["epoch"] == 1 and 3 <= interrupted_at["batch"] < steps, interrupted_at  # mid-epoch
-    resumed = train(records, killed, config)
+    resumed = train(records, killed, config, "--stop-after", "1")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"resuming {killed}: 1 epochs done and {interrupted_at['batch']} batches of the next" in resumed.stdout
+    assert "stopped after epoch 2 of 3 as asked" in resumed.stdout
+    assert [r["epoch"] for r in log_rows(killed)] == ["1", "2"]
+    last = train(records, killed, config)
+    assert last.returncode == 0, last.stdout[-3000:]
     rows_clean, rows_killed = log_rows(clean), log_rows(killed)
     assert [r["epoch"] for r in rows_killed] == ["1", "2", "3"]
     assert [r["lr"] for r in rows_killed] == [r["lr"] for r in rows_clean]
@@ -181,11 +187,10 @@ def test_sigkill_mid_epoch_in_float16_then_restart_matches_an_uninterrupted_run(
     assert sorted(clean_arrays) == sorted(killed_arrays)
     names = sorted(clean_arrays)
     assert_same_weights([clean_arrays[k] for k in names], [killed_arrays[k] for k in names])
-    # the wrapper's step counter ran through both sessions (less any reset by an overflow, the same
-    # in both runs): past what the killed session had done
+    # the wrapper's step counter ran through the three sessions (less any reset by an overflow, the
+    # same in both runs): past what the first two had done
     counter = clean_state["loss_scale_variables"].index("step_counter")
-    first_session = steps + interrupted_at["batch"]
-    assert int(killed_arrays[f"s{counter:05d}"]) == int(clean_arrays[f"s{counter:05d}"]) > first_session
+    assert int(killed_arrays[f"s{counter:05d}"]) == int(clean_arrays[f"s{counter:05d}"]) > 2 * steps
 
 
 @pytest.mark.slow

@@ -170,6 +170,13 @@ class Trainer:
         self.log(f"stage {stage.index + 1}/{len(self.stages)}: {stage.resolution}px, batch {stage.batch_size}, "
                  f"epochs {start + 1}-{end} of {stage.first_epoch + 1}-{stage.last_epoch}, "
                  f"{stage.steps_per_epoch} steps each")
+        if self.runtime.backend == "tensorflow":
+            # A step function of its own for each stage: tf.function traces a second image size
+            # with height and width relaxed to None (Keras's reduce_retracing), so an uninterrupted
+            # run trained every later stage on a shape-generic graph while a run resumed in that
+            # stage traced the exact shape: other kernels, and weights apart in the last bits.
+            net.make_train_function(force=True)
+            net.make_test_function(force=True)
         with naming_corrupt_shards(stage.train, stage.val):
             train, val = self._datasets(stage, start, skip)
             listed = self._callbacks(stage, state, skip)
