@@ -87,19 +87,28 @@ def log_rows(run_dir):
         return list(csv.DictReader(handle))
 
 
-def weights(run_dir):
-    """The checkpoint's model weights then optimizer variables (the order of their names), and its state."""
-    with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
-        state = json.loads(data["state"].tobytes().decode())
-        arrays = [data[k] for k in sorted(k for k in data.files if k.startswith("w"))]
-        arrays += [data[k] for k in sorted(k for k in data.files if k.startswith("o"))]
-        return arrays, state
-
-
 def checkpoint_arrays(run_dir):
     """Every array of the checkpoint by its name (weights w, optimizer variables o, loss scale s), and its state."""
     with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
         return {k: data[k] for k in data.files if k != "state"}, json.loads(data["state"].tobytes().decode())
+
+
+def weights(run_dir):
+    """The checkpoint's model weights then optimizer variables (the order of their names), and its state."""
+    arrays, state = checkpoint_arrays(run_dir)
+    return [arrays[k] for prefix in "wo" for k in sorted(k for k in arrays if k.startswith(prefix))], state
+
+
+def scored_by_best_model(data, run_dir):
+    """numpy's cross-entropy and hit (top-1) of each val image at 32 px, in file order, under the
+    run's best.keras: what an evaluation of the first N images must report."""
+    from tests.conftest import build_split
+    from training import analysis
+
+    batches = [(i.numpy(), b.numpy().argmax(1)) for i, b in build_split(data, "val", 32, 16, training=False)[0]]
+    images, labels = np.concatenate([i for i, _ in batches]), np.concatenate([b for _, b in batches])
+    probabilities = np.asarray(analysis.load_model(run_dir).predict(images, verbose=0), np.float64)
+    return -np.log(probabilities[np.arange(labels.size), labels]), probabilities.argmax(1) == labels
 
 
 @pytest.mark.slow
@@ -205,9 +214,6 @@ def test_two_replicas_on_logical_cpus(records, tmp_path):
     keeps BatchNorm moving statistics of its own, and best.keras holds replica 0's, so images 15-29
     are scored with replica 1's in the row. The final evaluation, with the weights of the last
     epoch, must score exactly what the last row scored."""
-    from tests.conftest import build_split
-    from training import analysis
-
     run_dir = str(tmp_path / "mirrored")
     config = config_file(tmp_path, [(32, 2, 32)], "[runtime]\ndeterministic = true\nval_steps = 1\n",
                          model=SMALL_RESNET)
@@ -217,11 +223,7 @@ def test_two_replicas_on_logical_cpus(records, tmp_path):
     rows, state = log_rows(run_dir), weights(run_dir)[1]
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert state["global_step"] == 2 * 10
-    (images, labels), = [(i.numpy(), b.numpy().argmax(1))
-                         for i, b in build_split(records, "val", 32, 80, training=False)[0]]  # all 80, in order
-    probabilities = np.asarray(analysis.load_model(run_dir).predict(images, verbose=0), np.float64)
-    losses = -np.log(probabilities[np.arange(labels.size), labels])
-    hits = probabilities.argmax(1) == labels
+    losses, hits = scored_by_best_model(records, run_dir)  # all 80, in order
     best = rows[state["best_epoch"] - 1]
 
     def agrees(count):
@@ -304,24 +306,16 @@ def test_val_steps_scores_the_same_first_val_batches_in_every_evaluation(records
     that batch here with best.keras (the log row of its epoch must agree); the final evaluation,
     with the weights of the last epoch, must equal the last row (Keras's own validation_steps would
     have gone on to the second batch in epoch 2)."""
-    from tests.conftest import build_split
-    from training import analysis, report
+    from training import report
 
     run_dir = str(tmp_path / "run")
     config = config_file(tmp_path, [(32, 2, 16)], "[runtime]\nsteps_per_epoch = 3\nval_steps = 1\n",
                          model=SMALL_RESNET)
     code, out, err = train_here(records, run_dir, config, capsys)
     assert code == 0, err[-3000:]
-    net = analysis.load_model(run_dir)
-    val = [(i.numpy(), b.numpy().argmax(1)) for i, b in build_split(records, "val", 32, 16, training=False)[0]]
-
-    def scored(batches):
-        images, labels = np.concatenate([i for i, _ in batches]), np.concatenate([b for _, b in batches])
-        probabilities = np.asarray(net.predict(images, verbose=0), np.float64)
-        return float(np.mean(-np.log(probabilities[np.arange(labels.size), labels]))), float(
-            np.mean(probabilities.argmax(1) == labels))
-
-    (first_loss, first_accuracy), (whole_loss, _), (second_loss, _) = scored(val[:1]), scored(val), scored(val[1:2])
+    losses, hits = scored_by_best_model(records, run_dir)  # val's batches of 16: the first is images 0-15
+    first_loss, first_accuracy = losses[:16].mean(), hits[:16].mean()
+    whole_loss, second_loss = losses.mean(), losses[16:32].mean()
     assert min(abs(first_loss - whole_loss), abs(first_loss - second_loss)) > 1e-3  # the first batch tells apart
     rows, state = log_rows(run_dir), weights(run_dir)[1]
     best = rows[state["best_epoch"] - 1]
